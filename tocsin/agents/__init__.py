@@ -1,0 +1,1 @@
+"""Faust agents: one module per agent; channels/ holds one module per channel."""

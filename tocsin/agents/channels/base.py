@@ -1,0 +1,123 @@
+"""The channel protocol and the result every channel returns.
+
+A channel is a small class behind one protocol: ``async send(command) -> DeliveryResult``.
+It never raises for a delivery failure: the result says whether to retry and why, with a
+redacted, cut error. Secrets (tokens, passwords, URLs with credentials) never appear in it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ...decisions.retry import Reason
+from ...schemas.messages import DeliveryCommand
+
+ERROR_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    ok: bool
+    retryable: bool
+    reason: Reason
+    status_code: int | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    @classmethod
+    def success(cls, status_code: int | None = None) -> DeliveryResult:
+        return cls(True, False, Reason.OK, status_code)
+
+
+_URL_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<rest>[^\s'\"<>]+)")
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and port; drop credentials, path, query (tokens live there)."""
+    m = _URL_RE.match(url)
+    if not m:
+        return "<redacted>"
+    rest = m.group("rest")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{m.group('scheme')}{host}/…"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Remove every secret and every URL's path/credentials from a message, and cut it."""
+    out = text
+    for s in secrets:
+        if s and len(s) >= 4:
+            out = out.replace(s, "<redacted>")
+    out = _URL_RE.sub(lambda m: redact_url(m.group(0)), out)
+    if len(out) > ERROR_MAX:
+        out = out[: ERROR_MAX - 3] + "..."
+    return out
+
+
+@runtime_checkable
+class Channel(Protocol):
+    channel: ClassVar[str]
+    destination: str
+
+    async def send(self, command: DeliveryCommand) -> DeliveryResult: ...
+
+    async def close(self) -> None: ...
+
+
+class ChannelBase:
+    """Shared behaviour; subclasses set ``channel`` and implement ``send``."""
+
+    channel: ClassVar[str] = ""
+    #: sensible default rate limit (messages per second) from the service's published limits
+    default_rate_per_s: ClassVar[float | None] = None
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+
+    def secrets(self) -> list[str]:
+        return []
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    async def close(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.destination}>"
+
+
+def env_lookup(dest_conf: Mapping[str, str], key: str, env: Mapping[str, str]) -> str | None:
+    """A destination's setting from the environment variable the routing file names."""
+    var = dest_conf.get(f"{key}_env")
+    if not var:
+        return None
+    value = env.get(var)
+    return value or None
+
+
+def summary_line(command: DeliveryCommand) -> str:
+    a = command.alert
+    return f"[SEV{a.severity}] {a.summary}"
+
+
+def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
+    """The JSON body of a webhook: the alert, the delivery id, the suppressed count and text."""
+    a = command.alert
+    text = summary_line(command)
+    if command.suppressed_count:
+        text += f" ({command.suppressed_count} similar suppressed)"
+    if a.is_recovery:
+        text = "RESOLVED " + text
+    return {
+        "text": text,
+        "delivery_id": command.delivery_id,
+        "dedupe_key": command.dedupe_key,
+        "suppressed_count": command.suppressed_count,
+        "attempt": command.attempt,
+        "receiver": command.receiver,
+        "alert": a.model_dump(mode="json"),
+    }

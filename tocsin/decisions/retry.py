@@ -1,0 +1,100 @@
+"""Failure classes and the retry schedule (DESIGN "Delivery")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import random
+from dataclasses import dataclass
+
+DEFAULT_BACKOFF_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+DEFAULT_MAX_ATTEMPTS = 5
+JITTER = 0.2  # +/- 20 %
+
+
+class Reason(str, enum.Enum):
+    OK = "ok"
+    CLIENT_ERROR = "client_error"  # permanent
+    SERVER_ERROR = "server_error"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    CONFIG = "config"  # permanent: destination misconfigured
+    CIRCUIT_OPEN = "circuit_open"
+    UNKNOWN = "unknown"
+
+
+def classify_http(status: int) -> tuple[bool, bool, Reason]:
+    """HTTP status -> (ok, retryable, reason). 4xx other than 408/429 is permanent."""
+    if 200 <= status < 300:
+        return True, False, Reason.OK
+    if status == 429:
+        return False, True, Reason.RATE_LIMITED
+    if status == 408:
+        return False, True, Reason.TIMEOUT
+    if 400 <= status < 500:
+        return False, False, Reason.CLIENT_ERROR
+    if 500 <= status < 600:
+        return False, True, Reason.SERVER_ERROR
+    # 1xx/3xx: the receiver did not take it; try again
+    return False, True, Reason.UNKNOWN
+
+
+def classify_smtp(code: int) -> tuple[bool, bool, Reason]:
+    """SMTP reply code -> (ok, retryable, reason). 5xx permanent, 4xx transient."""
+    if 200 <= code < 400:
+        return True, False, Reason.OK
+    if 400 <= code < 500:
+        return False, True, Reason.SERVER_ERROR
+    return False, False, Reason.CLIENT_ERROR
+
+
+def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    retry: bool
+    reason: str
+    not_before: dt.datetime | None = None
+    delay_s: float = 0.0
+
+
+def plan_retry(
+    attempt: int,
+    max_attempts: int,
+    backoff_s: list[float] | tuple[float, ...],
+    retryable: bool,
+    now: dt.datetime,
+    retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> RetryPlan:
+    """After failed attempt number ``attempt`` (1-based): retry when, or give up why."""
+    if not retryable:
+        return RetryPlan(False, "permanent failure")
+    if attempt >= max_attempts:
+        return RetryPlan(False, f"exhausted after {attempt} attempts")
+    schedule = list(backoff_s) or list(DEFAULT_BACKOFF_S)
+    base = schedule[min(attempt - 1, len(schedule) - 1)]
+    r = rng or random
+    delay = base * (1.0 + r.uniform(-JITTER, JITTER))
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return RetryPlan(True, "retry scheduled", now + dt.timedelta(seconds=delay), delay)

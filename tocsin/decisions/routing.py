@@ -1,0 +1,172 @@
+"""Routing: which destinations a notified alert goes to, with each receiver's delivery
+policy and failover chain. Pure over plain values; the policy is loaded from TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import RoutingError
+from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_ATTEMPTS
+
+CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram")
+DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
+
+
+@dataclass(frozen=True)
+class ReceiverPolicy:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S
+    failover: tuple[str, ...] | None = None  # None: the default chain
+    rate_per_s: float | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    by_severity: Mapping[int, tuple[str, ...]]
+    by_type: Mapping[str, tuple[str, ...]]
+    always: tuple[str, ...] = ()
+    receivers: Mapping[str, ReceiverPolicy] = field(default_factory=dict)
+    default_receiver: ReceiverPolicy = ReceiverPolicy()
+    destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def policy_for(self, receiver: str) -> ReceiverPolicy:
+        return self.receivers.get(receiver, self.default_receiver)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    receiver: str
+    destination: str
+    max_attempts: int
+    backoff_s: tuple[float, ...]
+    failover: tuple[str, ...]
+
+
+def _check_destination(name: Any, where: str) -> str:
+    if not isinstance(name, str) or ":" not in name:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: destination {name!r} is not channel:name")
+    channel = name.split(":", 1)[0]
+    if channel not in CHANNELS:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: unknown channel {channel!r} in {name!r}")
+    return name
+
+
+def _dests(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: expected a list of destinations")
+    return tuple(_check_destination(v, where) for v in value)
+
+
+def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
+    if not isinstance(data, dict):
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: expected a table")
+    known = {"max_attempts", "backoff_s", "failover", "rate_per_s", "burst"}
+    unknown = set(data) - known
+    if unknown:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: unknown keys {sorted(unknown)}")
+    max_attempts = data.get("max_attempts", base.max_attempts)
+    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}.max_attempts: must be 1..100")
+    backoff = data.get("backoff_s", base.backoff_s)
+    if not isinstance(backoff, list | tuple) or not backoff or not all(
+        isinstance(b, int | float) and b >= 0 for b in backoff
+    ):
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}.backoff_s: a non-empty list of seconds")
+    failover = data.get("failover", base.failover)
+    if failover is not None:
+        failover = _dests(list(failover), f"{where}.failover")
+    rate = data.get("rate_per_s", base.rate_per_s)
+    burst = data.get("burst", base.burst)
+    return ReceiverPolicy(max_attempts, tuple(float(b) for b in backoff), failover,
+                          None if rate is None else float(rate), None if burst is None else int(burst))
+
+
+def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
+    """Validate a routing document (the parsed TOML); errors name the offending key."""
+    sev_doc = doc.get("severity", {})
+    by_severity: dict[int, tuple[str, ...]] = {}
+    for k, v in sev_doc.items():
+        try:
+            sev = int(k)
+        except ValueError:
+            raise RoutingError("TOCSIN_ROUTING_FILE", f"severity.{k}: not 1, 2 or 3") from None
+        if sev not in (1, 2, 3):
+            raise RoutingError("TOCSIN_ROUTING_FILE", f"severity.{k}: not 1, 2 or 3")
+        by_severity[sev] = _dests(v, f"severity.{k}")
+    by_type = {str(t): _dests(v, f"types.{t}") for t, v in doc.get("types", {}).items()}
+    always = _dests(doc.get("always", []), "always")
+    receivers_doc = dict(doc.get("receivers", {}))
+    default = _receiver(receivers_doc.pop("default", {}), "receivers.default", ReceiverPolicy())
+    receivers = {
+        _check_destination(name, "receivers"): _receiver(v, f"receivers.{name}", default)
+        for name, v in receivers_doc.items()
+    }
+    destinations: dict[str, dict[str, str]] = {}
+    for name, v in doc.get("destinations", {}).items():
+        _check_destination(name, "destinations")
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            raise RoutingError("TOCSIN_ROUTING_FILE", f"destinations.{name}: a table of *_env names")
+        bad = [k for k in v if not k.endswith("_env")]
+        if bad:
+            raise RoutingError(
+                "TOCSIN_ROUTING_FILE",
+                f"destinations.{name}: {bad[0]} — settings are named by environment variable (keys ending in _env), never inline",
+            )
+        destinations[name] = dict(v)
+    return RoutingPolicy(by_severity, by_type, always, receivers, default, destinations)
+
+
+def default_policy_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "routing.default.toml"
+
+
+def load_policy(path: Path | None) -> RoutingPolicy:
+    p = path or default_policy_path()
+    try:
+        doc = tomllib.loads(p.read_text("utf-8"))
+    except FileNotFoundError:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"no such file: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: {exc}") from None
+    return parse_policy(doc)
+
+
+def default_failover(destination: str) -> tuple[str, ...]:
+    channel = destination.split(":", 1)[0]
+    if channel in ("console", "file"):
+        return ()
+    order = DEFAULT_FAILOVER_ORDER
+    start = order.index(channel) + 1 if channel in order else 1
+    return tuple(f"{c}:default" for c in order[start:])
+
+
+def route(
+    severity: int,
+    alert_type: str,
+    policy: RoutingPolicy,
+    enabled: Iterable[str],
+) -> list[Route]:
+    """The destinations of a notified alert, in order, without repeats.
+
+    Disabled destinations are skipped (and left out of failover chains); if nothing
+    enabled remains, the alert goes to the console, which is always on.
+    """
+    enabled_set = set(enabled) | {"console:default"}
+    wanted: list[str] = []
+    for name in (*policy.by_severity.get(severity, ()), *policy.by_type.get(alert_type, ()), *policy.always):
+        if name in enabled_set and name not in wanted:
+            wanted.append(name)
+    if not wanted:
+        wanted.append("console:default")
+    routes = []
+    for name in wanted:
+        rp = policy.policy_for(name)
+        chain = rp.failover if rp.failover is not None else default_failover(name)
+        failover = tuple(d for d in chain if d in enabled_set and d != name)
+        routes.append(Route(name, name, rp.max_attempts, rp.backoff_s, failover))
+    return routes

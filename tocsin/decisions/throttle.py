@@ -1,0 +1,89 @@
+"""The throttle decision: first event of a fingerprint in a bucket is notified, later ones
+suppressed and counted; recoveries bypass. Event time decides, so a replay decides the same."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from ..schemas.alert import AlertEvent
+from ..schemas.messages import NAMESPACE, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """What the throttle table holds per (fingerprint, window)."""
+
+    first_alert_id: str
+    suppressed: int = 0
+
+    def to_value(self) -> list:
+        return [self.first_alert_id, self.suppressed]
+
+    @classmethod
+    def from_value(cls, value: object) -> WindowState | None:
+        if not value:
+            return None
+        if isinstance(value, WindowState):
+            return value
+        first, suppressed = value  # type: ignore[misc]
+        return cls(str(first), int(suppressed))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    reason: str
+    dedupe_key: str
+    bucket: int
+    window_start: dt.datetime
+    suppressed_count: int
+    new_state: WindowState | None  # None: leave the table unchanged
+
+    @property
+    def notifies(self) -> bool:
+        return self.outcome is not Outcome.SUPPRESS
+
+
+def bucket_of(epoch_s: float, window_s: int) -> int:
+    return int(epoch_s // window_s)
+
+
+def dedupe_key_for(fingerprint: str, bucket: int) -> str:
+    return f"{fingerprint}:{bucket}"
+
+
+def decide(
+    state: WindowState | None,
+    event: AlertEvent,
+    window_s: int,
+    previous_suppressed: int = 0,
+) -> Verdict:
+    """Decide one event against the state of its (fingerprint, bucket).
+
+    ``previous_suppressed`` is the count suppressed in the previous bucket, shown on the
+    next notification. A re-consumed notifying event (same alert_id as the window's first)
+    is notified again: its delivery ids are the same, so delivery recognises it.
+    """
+    bucket = bucket_of(event.epoch, window_s)
+    window_start = dt.datetime.fromtimestamp(bucket * window_s, dt.UTC)
+    key = dedupe_key_for(event.fingerprint, bucket)
+    alert_id = str(event.alert_id)
+    if event.is_recovery:
+        return Verdict(Outcome.BYPASS, "recovery bypasses the throttle", f"{key}:{alert_id}",
+                       bucket, window_start, state.suppressed if state else 0, None)
+    if state is None:
+        return Verdict(Outcome.NOTIFY, "first in window", key, bucket, window_start,
+                       previous_suppressed, WindowState(alert_id, 0))
+    if state.first_alert_id == alert_id:
+        return Verdict(Outcome.NOTIFY, "redelivered first event", key, bucket, window_start,
+                       previous_suppressed, None)
+    count = state.suppressed + 1
+    return Verdict(Outcome.SUPPRESS, "duplicate in window", key, bucket, window_start, count,
+                   WindowState(state.first_alert_id, count))
+
+
+def decision_id_for(alert_id: uuid.UUID | str) -> uuid.UUID:
+    """One decision per alert: a re-consumed event yields the same decision id."""
+    return uuid.uuid5(NAMESPACE, f"decision/{alert_id}")

@@ -1,0 +1,311 @@
+"""The alert event: validation, defaults and sanitizing rules (DESIGN "The alert event").
+
+Pure: no I/O. ``AlertEvent`` is what every producer writes to ``P.alerts``;
+``create_alert`` is the factory for Python producers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KNOWN_TYPES = frozenset(
+    {
+        "order_rejected",
+        "order_filled",
+        "position_limit_hit",
+        "daily_loss_limit",
+        "kill_switch_activated",
+        "order_failed_permanently",
+        "component_unhealthy",
+        "component_recovered",
+        "db_write_fail",
+        "storage_threshold",
+        "alert_delivery_failed",
+    }
+)
+
+#: recovery type -> the problem type it resolves
+RECOVERS: dict[str, str] = {"component_recovered": "component_unhealthy"}
+
+TYPE_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+SUMMARY_MAX = 255
+DETAILS_MAX_BYTES = 8 * 1024
+DETAILS_MAX_KEYS = 20
+DETAILS_MAX_STRING = 512
+TOO_LARGE: dict[str, Any] = {"_truncated": True, "_error": "details too large"}
+
+
+class Entity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: str | None = None
+    symbol: str | None = None
+    strategy_id: str | None = None
+    run_id: str | None = None
+
+    @field_validator("account_id", "symbol", "strategy_id", "run_id", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+
+def default_fingerprint(type_: str, entity: Entity | None) -> str:
+    """``type:account_id:symbol:strategy_id``, empty parts kept."""
+    e = entity or Entity()
+    return ":".join([type_, e.account_id or "", e.symbol or "", e.strategy_id or ""])
+
+
+def default_resolves(type_: str, fingerprint: str, entity: Entity | None, explicit_fp: bool) -> str | None:
+    """The fingerprint a recovery type resolves: its problem type with the same entity.
+
+    When the producer named the recovery's fingerprint itself (``component_recovered:redis``),
+    the problem's fingerprint is the same name with the problem type in front
+    (``component_unhealthy:redis``).
+    """
+    problem = RECOVERS.get(type_)
+    if problem is None:
+        return None
+    prefix = type_ + ":"
+    if explicit_fp and fingerprint.startswith(prefix):
+        return problem + ":" + fingerprint[len(prefix) :]
+    return default_fingerprint(problem, entity)
+
+
+def truncate_summary(text: str) -> str:
+    if len(text) > SUMMARY_MAX:
+        return text[: SUMMARY_MAX - 3] + "..."
+    return text
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """Make a value JSON-safe: Decimal, datetime, UUID, exceptions and the rest as text."""
+    if _depth > 32:
+        return str(value)
+    if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+            return str(value)
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, _depth + 1) for v in value]
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value, _depth + 1)
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _encoded_size(obj: Any) -> int:
+    return len(orjson.dumps(obj))
+
+
+def _cut_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, dict):
+        return {k: _cut_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v, limit) for v in value]
+    return value
+
+
+def sanitize_details(details: Any) -> dict[str, Any]:
+    """JSON-safe details of at most 8 KiB encoded, in three steps.
+
+    1. over the limit: keep the first 20 keys and mark ``_truncated``;
+    2. still over: cut every string to 512 characters;
+    3. still over: replace with ``{"_truncated": true, "_error": "details too large"}``.
+    """
+    if details is None:
+        return {}
+    safe = json_safe(details)
+    if not isinstance(safe, dict):
+        raise ValueError("details must be a JSON object")
+    if _encoded_size(safe) <= DETAILS_MAX_BYTES:
+        return safe
+    kept = dict(list(safe.items())[:DETAILS_MAX_KEYS])
+    kept["_truncated"] = True
+    if _encoded_size(kept) <= DETAILS_MAX_BYTES:
+        return kept
+    cut = _cut_strings(kept, DETAILS_MAX_STRING)
+    if _encoded_size(cut) <= DETAILS_MAX_BYTES:
+        return cut
+    return dict(TOO_LARGE)
+
+
+def parse_severity(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError("severity must be 1, 2 or 3 (or SEV1..SEV3)")
+    if isinstance(v, str):
+        s = v.strip().upper()
+        if s.startswith("SEV"):
+            s = s[3:]
+        if s in ("1", "2", "3"):
+            return int(s)
+        raise ValueError(f"severity must be 1, 2 or 3 (or SEV1..SEV3), got {v!r}")
+    if isinstance(v, int) and v in (1, 2, 3):
+        return v
+    if isinstance(v, float) and v in (1.0, 2.0, 3.0):
+        return int(v)
+    raise ValueError(f"severity must be 1, 2 or 3 (or SEV1..SEV3), got {v!r}")
+
+
+def parse_timestamp(v: Any) -> dt.datetime:
+    """RFC 3339 with an offset, returned in UTC; a naive timestamp is invalid."""
+    if isinstance(v, dt.datetime):
+        ts = v
+    elif isinstance(v, str):
+        text = v.strip()
+        if text.endswith(("z", "Z")):
+            text = text[:-1] + "+00:00"
+        try:
+            ts = dt.datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"event_timestamp is not RFC 3339: {v!r}") from exc
+        if "T" not in text.upper() and " " not in text:
+            raise ValueError(f"event_timestamp is not RFC 3339: {v!r}")
+    else:
+        raise ValueError("event_timestamp must be an RFC 3339 string with an offset")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError("event_timestamp is naive: an offset such as Z or +02:00 is required")
+    return ts.astimezone(dt.UTC)
+
+
+class AlertEvent(BaseModel):
+    """One alert event as published on ``P.alerts`` (normalized)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str = Field(pattern=TYPE_RE.pattern, min_length=1, max_length=64)
+    severity: Literal[1, 2, 3]
+    event_timestamp: dt.datetime
+    fingerprint: str = Field(default="", max_length=512)
+    entity: Entity = Field(default_factory=Entity)
+    summary: str = Field(min_length=1)
+    details: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(default=None, max_length=255)
+    action: Literal["trigger", "resolve"] = "trigger"
+    resolves: str | None = Field(default=None, max_length=512)
+    requires_action: bool = False
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, v: Any) -> int:
+        return parse_severity(v)
+
+    @field_validator("event_timestamp", mode="before")
+    @classmethod
+    def _timestamp(cls, v: Any) -> dt.datetime:
+        return parse_timestamp(v)
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _summary(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            stripped = v.strip()
+            if not stripped:
+                raise ValueError("summary must not be empty")
+            return truncate_summary(stripped)
+        return v
+
+    @field_validator("details", mode="before")
+    @classmethod
+    def _details(cls, v: Any) -> dict[str, Any]:
+        return sanitize_details(v)
+
+    @field_validator("entity", mode="before")
+    @classmethod
+    def _entity(cls, v: Any) -> Any:
+        return Entity() if v is None else v
+
+    @field_validator("requires_action", mode="before")
+    @classmethod
+    def _strict_bool(cls, v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise ValueError("requires_action must be true or false")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self) -> AlertEvent:
+        explicit = bool(self.fingerprint)
+        if not explicit:
+            self.fingerprint = default_fingerprint(self.type, self.entity)
+        if self.resolves is None:
+            self.resolves = default_resolves(self.type, self.fingerprint, self.entity, explicit)
+        return self
+
+    @property
+    def is_recovery(self) -> bool:
+        """Recovery types and ``resolve`` actions bypass the throttle."""
+        return self.action == "resolve" or self.type in RECOVERS
+
+    @property
+    def epoch(self) -> float:
+        return self.event_timestamp.timestamp()
+
+
+def create_alert(
+    type: str,
+    severity: int | str,
+    summary: str,
+    *,
+    event_timestamp: dt.datetime | str | None = None,
+    fingerprint: str | None = None,
+    account_id: str | None = None,
+    symbol: str | None = None,
+    strategy_id: str | None = None,
+    run_id: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    action: str = "trigger",
+    resolves: str | None = None,
+    requires_action: bool = False,
+    alert_id: uuid.UUID | str | None = None,
+) -> AlertEvent:
+    """Build a valid AlertEvent for a Python producer (raises ``pydantic.ValidationError``).
+
+    The event time defaults to now, in UTC. Publish ``event.fingerprint`` as the key and
+    ``encode(event)`` as the value.
+    """
+    data: dict[str, Any] = {
+        "type": type,
+        "severity": severity,
+        "summary": summary,
+        "event_timestamp": event_timestamp or dt.datetime.now(dt.UTC),
+        "entity": {"account_id": account_id, "symbol": symbol, "strategy_id": strategy_id, "run_id": run_id},
+        "details": dict(details or {}),
+        "source": source,
+        "action": action,
+        "resolves": resolves,
+        "requires_action": requires_action,
+    }
+    if fingerprint:
+        data["fingerprint"] = fingerprint
+    if alert_id:
+        data["alert_id"] = alert_id
+    return AlertEvent.model_validate(data)

@@ -1,0 +1,153 @@
+"""Messages on Tocsin's topics other than the alert event (DESIGN "Topics").
+
+Changes are additive: new fields get defaults, none is renamed or removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .alert import AlertEvent
+
+NAMESPACE = uuid.UUID("6d1f3c2e-8a44-4c57-9a0e-2b7f51f0c9d1")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Outcome(str, enum.Enum):
+    NOTIFY = "notify"
+    SUPPRESS = "suppress"
+    BYPASS = "bypass"
+
+
+class Decision(BaseModel):
+    """The throttle's decision about one valid alert (``P.decisions``, key fingerprint)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    decision_id: uuid.UUID
+    alert: AlertEvent
+    dedupe_key: str
+    outcome: Outcome
+    reason: str
+    window_start: dt.datetime
+    suppressed_count: int = 0
+    destinations: list[str] = Field(default_factory=list)
+    decided_at: dt.datetime = Field(default_factory=utcnow)
+
+
+def delivery_id_for(dedupe_key: str, receiver: str, destination: str) -> str:
+    """Deterministic: the same alert notification to the same destination has one id."""
+    raw = f"{dedupe_key}\x1f{receiver}\x1f{destination}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class DeliveryCommand(BaseModel):
+    """Deliver one alert to one destination (``P.deliveries.<channel>``, key delivery_id)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    delivery_id: str
+    alert: AlertEvent
+    dedupe_key: str
+    receiver: str
+    destination: str
+    attempt: int = 1
+    max_attempts: int = 5
+    backoff_s: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    not_before: dt.datetime | None = None
+    suppressed_count: int = 0
+    failover: list[str] = Field(default_factory=list)
+    failover_of: str | None = None
+    last_error: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+    @property
+    def channel(self) -> str:
+        return self.destination.split(":", 1)[0]
+
+    @property
+    def severity(self) -> int:
+        return self.alert.severity
+
+
+class AttemptStatus(str, enum.Enum):
+    SENT = "sent"
+    FAILED = "failed"  # retryable, will be retried
+    DEAD = "dead"  # permanent or exhausted: to the DLQ
+    SKIPPED_DUPLICATE = "skipped_duplicate"
+    RATE_LIMITED = "rate_limited"
+    CIRCUIT_OPEN = "circuit_open"
+
+
+class DeliveryAttempt(BaseModel):
+    """One delivery attempt, whatever its outcome (``P.attempts``, key delivery_id)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    delivery_id: str
+    alert_id: uuid.UUID
+    fingerprint: str
+    type: str
+    severity: int
+    channel: str
+    destination: str
+    attempt: int
+    status: AttemptStatus
+    reason: str = ""
+    response_code: int | None = None
+    error: str | None = None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    latency_ms: float = 0.0
+
+
+class LifecycleAction(str, enum.Enum):
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    DISMISS = "dismiss"
+
+
+class LifecycleEvent(BaseModel):
+    """An on-call action on a fingerprint (``P.lifecycle``, key fingerprint)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    fingerprint: str
+    action: LifecycleAction
+    by: str = "unknown"
+    note: str = ""
+    at: dt.datetime = Field(default_factory=utcnow)
+    alert_id: uuid.UUID | None = None
+
+
+class SourcePosition(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class InvalidAlert(BaseModel):
+    """A rejected message, kept with its raw bytes (``P.alerts.invalid``, original key)."""
+
+    raw: str
+    raw_encoding: Literal["text", "base64"]
+    key: str | None = None
+    source: SourcePosition
+    errors: list[str]
+    received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+def as_record(model: BaseModel) -> dict[str, Any]:
+    """The python-mode dump the codec turns into JSON."""
+    return model.model_dump(mode="python")

@@ -1,0 +1,115 @@
+"""The one settings object: every ``TOCSIN_`` environment variable of DESIGN "Configuration".
+
+Secrets are ``SecretStr``: they print as ``**********`` and never reach logs or records.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..errors import ConfigError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOCSIN_", extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap: str = DEFAULT_BOOTSTRAP
+    topic_prefix: str = Field(default="tocsin", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    partitions: int = Field(default=4, ge=1, le=256, description="partitions of every Tocsin topic")
+    clickhouse_url: str = ""
+    data_dir: Path = Path(".tocsin")
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    web_host: str = "127.0.0.1"
+    worker_id: str = ""
+    routing_file: Path | None = None
+    throttle_window_s: int = Field(default=600, ge=1)
+    throttle_expires_s: int = Field(default=7200, ge=1)
+    table_store: Literal["memory", "rocksdb"] = "memory"
+
+    webhook_default_url: SecretStr | None = None
+    webhook_default_secret: SecretStr | None = None
+    email_default_to: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "tocsin@localhost"
+    smtp_tls: Literal["starttls", "tls", "false"] = "starttls"
+    slack_default_webhook: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+
+    file_channel_path: Path | None = None
+    console_enabled: bool = True
+
+    api_token: SecretStr | None = None
+
+    # Faust/Kafka timing (see README "Timeouts"): quick joins and restarts on small clusters.
+    broker_session_timeout_s: float = 6.0
+    broker_heartbeat_interval_s: float = 1.0
+    broker_rebalance_timeout_s: float = 6.0
+    commit_interval_s: float = 1.0
+
+    # delivery
+    delivery_concurrency: int = Field(default=64, ge=1, le=4096)
+    delivery_timeout_s: float = Field(default=10.0, gt=0)
+    # recording
+    record_batch_rows: int = Field(default=10_000, ge=1)
+    record_batch_s: float = Field(default=1.0, gt=0)
+    record_enabled: bool = True
+
+    @field_validator("webhook_default_url", "slack_default_webhook", "telegram_bot_token",
+                     "smtp_password", "api_token", "webhook_default_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @field_validator("email_default_to", "smtp_host", "telegram_chat_id", "smtp_user", mode="before")
+    @classmethod
+    def _empty_str_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def file_path(self) -> Path:
+        return self.file_channel_path or (self.data_dir / "notifications.jsonl")
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}-worker"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; a bad value fails with the variable's name."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = "TOCSIN_" + "_".join(str(p) for p in err["loc"]).upper()
+        raise ConfigError(name, err["msg"]) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()
+
+
+__all__ = ["Settings", "load_settings", "get_settings", "reset_settings_cache", "DEFAULT_BOOTSTRAP", "os"]
