@@ -68,6 +68,7 @@ class DeliveryCommand(BaseModel):
     failover: list[str] = Field(default_factory=list)
     failover_of: str | None = None
     last_error: str | None = None
+    redriven: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow)
 
     @property

@@ -13,7 +13,7 @@ from .alert import AlertEvent
 from .messages import NAMESPACE, InvalidAlert, SourcePosition
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
+def format_errors(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err.get("loc", ())) or "event"
@@ -29,6 +29,14 @@ def _raw_text(raw: bytes) -> tuple[str, str]:
         return raw.decode("utf-8"), "text"
     except UnicodeDecodeError:
         return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def rejection(raw: bytes | None, key: bytes | str | None, position: SourcePosition,
+              errors: list[str]) -> InvalidAlert:
+    """Keep a rejected message: raw bytes (text, or base64 when not UTF-8), key, origin, errors."""
+    key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    text, enc = _raw_text(raw or b"")
+    return InvalidAlert(raw=text, raw_encoding=enc, key=key_text, source=position, errors=errors)
 
 
 def derived_alert_id(position: SourcePosition) -> uuid.UUID:
@@ -63,8 +71,7 @@ def validate_raw(
             try:
                 return AlertEvent.model_validate(data)
             except ValidationError as exc:
-                errors = _format_errors(exc)
+                errors = format_errors(exc)
             except (ValueError, TypeError, RecursionError) as exc:  # defensive: never raise
                 errors = [f"event: {exc}"]
-    text, enc = _raw_text(raw)
-    return InvalidAlert(raw=text, raw_encoding=enc, key=key_text, source=position, errors=errors)
+    return rejection(raw, key_text, position, errors)

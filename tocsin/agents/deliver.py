@@ -1,0 +1,343 @@
+"""The delivery agents: one per channel, consuming ``P.deliveries.<channel>``.
+
+Each agent reads commands into a priority queue (SEV1 first, then arrival order) served by
+a pool of senders; an event is acknowledged (its offset committable) only once its command
+was handled: delivered, scheduled for retry, or dead-lettered. So a crash re-reads what was
+in flight, and the delivery table (keyed by delivery_id) recognises what was already sent.
+
+Per command: duplicate? → skip; rate limit or open circuit → defer through the retry topic;
+send → one DeliveryAttempt; failure → retry at ``not_before`` through ``P.deliveries.retry``,
+or, permanent/exhausted, ``P.dlq`` + the failover receiver + (SEV1) an
+``alert_delivery_failed`` alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+import itertools
+import logging
+import time
+import uuid
+import weakref
+from typing import Any
+
+from faust.streams import _current_event
+from pydantic import ValidationError
+
+from ..decisions.retry import Reason, plan_retry
+from ..schemas.alert import AlertEvent
+from ..schemas.messages import (
+    NAMESPACE,
+    AttemptStatus,
+    DeliveryAttempt,
+    DeliveryCommand,
+    delivery_id_for,
+)
+from ..streams import metrics
+from ..streams.app import Runtime
+from .channels.base import DeliveryResult, redact
+
+log = logging.getLogger(__name__)
+
+SENT = "sent"
+DEAD = "dead"
+DELIVERY_FAILED = "alert_delivery_failed"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def failure_alert(cmd: DeliveryCommand, error: str | None) -> AlertEvent:
+    """The SEV1 raised when a SEV1's delivery is dead; one per dead delivery (deterministic id),
+    throttled per destination, so a down endpoint raises one alert per window, not a flood."""
+    a = cmd.alert
+    return AlertEvent(
+        alert_id=uuid.uuid5(NAMESPACE, f"delivery-failed/{cmd.delivery_id}"),
+        type=DELIVERY_FAILED,
+        severity=1,
+        event_timestamp=utcnow(),
+        fingerprint=f"{DELIVERY_FAILED}:{cmd.destination}",
+        summary=f"Delivery to {cmd.destination} failed for SEV1 '{a.summary}'"[:255],
+        details={
+            "delivery_id": cmd.delivery_id,
+            "destination": cmd.destination,
+            "receiver": cmd.receiver,
+            "attempts": cmd.attempt,
+            "last_error": error,
+            "alert_id": str(a.alert_id),
+            "fingerprint": a.fingerprint,
+        },
+        source="tocsin",
+        requires_action=True,
+    )
+
+
+class Limits:
+    """Per-destination token buckets and circuit breakers (from decisions.limits)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.buckets: dict[str, Any] = {}
+        self.breakers: dict[str, Any] = {}
+        try:
+            from ..decisions import limits
+        except ImportError:  # pragma: no cover - while limits is being built
+            self.mod = None
+        else:
+            self.mod = limits
+
+    def wait_for_token(self, cmd: DeliveryCommand, now: float) -> float:
+        if self.mod is None:
+            return 0.0
+        b = self.buckets.get(cmd.destination)
+        if b is None:
+            rp = self.rt.policy.policy_for(cmd.receiver)
+            ch = self.rt.channels.get(cmd.destination)
+            rate = rp.rate_per_s or getattr(ch, "default_rate_per_s", None)
+            if not rate:
+                return 0.0
+            b = self.buckets[cmd.destination] = self.mod.TokenBucket(rate, rp.burst or max(1, int(rate)))
+        return float(b.take(now))
+
+    def breaker(self, destination: str) -> Any:
+        if self.mod is None:
+            return None
+        br = self.breakers.get(destination)
+        if br is None:
+            br = self.breakers[destination] = self.mod.CircuitBreaker()
+        return br
+
+
+class Dispatcher:
+    """Priority queue + sender pool for one channel's commands."""
+
+    def __init__(self, rt: Runtime, channel: str, limits: Limits) -> None:
+        self.rt = rt
+        self.channel = channel
+        self.limits = limits
+        self.heap: list[tuple[int, int, DeliveryCommand, Any]] = []
+        self.seq = itertools.count()
+        self.not_empty = asyncio.Condition()
+        self.space = asyncio.Semaphore(max(256, rt.settings.delivery_concurrency * 64))
+        self.workers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if not self.workers:
+            for _ in range(self.rt.settings.delivery_concurrency):
+                self.workers.append(asyncio.ensure_future(self._work()))
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            w.cancel()
+        self.workers.clear()
+
+    async def submit(self, cmd: DeliveryCommand, event: Any) -> None:
+        await self.space.acquire()
+        async with self.not_empty:
+            heapq.heappush(self.heap, (cmd.severity, next(self.seq), cmd, event))
+            metrics.delivery_queue.labels(self.channel).set(len(self.heap))
+            self.not_empty.notify()
+
+    async def _work(self) -> None:
+        while True:
+            async with self.not_empty:
+                while not self.heap:
+                    await self.not_empty.wait()
+                _, _, cmd, event = heapq.heappop(self.heap)
+                metrics.delivery_queue.labels(self.channel).set(len(self.heap))
+            try:
+                await handle(self.rt, self.limits, cmd, event)
+            except Exception:
+                log.exception("delivery of %s to %s failed unexpectedly", cmd.delivery_id, cmd.destination)
+                try:
+                    await dead_letter(self.rt, cmd, "internal error while delivering")
+                except Exception:
+                    log.exception("could not dead-letter %s", cmd.delivery_id)
+            finally:
+                self.space.release()
+                event.ack()
+
+
+def attempt_record(cmd: DeliveryCommand, status: AttemptStatus, started: dt.datetime,
+                   finished: dt.datetime, result: DeliveryResult | None = None, reason: str = "",
+                   error: str | None = None) -> DeliveryAttempt:
+    a = cmd.alert
+    return DeliveryAttempt(
+        delivery_id=cmd.delivery_id,
+        alert_id=a.alert_id,
+        fingerprint=a.fingerprint,
+        type=a.type,
+        severity=a.severity,
+        channel=cmd.channel,
+        destination=cmd.destination,
+        attempt=cmd.attempt,
+        status=status,
+        reason=reason or (result.reason.value if result else ""),
+        response_code=result.status_code if result else None,
+        error=error if error is not None else (result.error if result else None),
+        started_at=started,
+        finished_at=finished,
+        latency_ms=round((finished - started).total_seconds() * 1000.0, 3),
+    )
+
+
+async def record_attempt(rt: Runtime, att: DeliveryAttempt) -> None:
+    metrics.deliveries.labels(att.channel, att.status.value).inc()
+    await rt.topics.attempts.send(key=att.delivery_id, value=att)
+
+
+async def defer(rt: Runtime, cmd: DeliveryCommand, wait_s: float, status: AttemptStatus, why: str) -> None:
+    """Not now (rate limit, open circuit): back through the retry topic, same attempt number."""
+    now = utcnow()
+    await record_attempt(rt, attempt_record(cmd, status, now, now, reason=why))
+    later = cmd.model_copy(update={"not_before": now + dt.timedelta(seconds=max(wait_s, 0.01))})
+    await rt.topics.retry.send(key=cmd.delivery_id, value=later)
+
+
+async def dead_letter(rt: Runtime, cmd: DeliveryCommand, error: str | None) -> None:
+    """Exhausted or permanent: DLQ, then the failover receiver, then (SEV1) the failure alert."""
+    dead = cmd.model_copy(update={"last_error": error})
+    metrics.dlq_total.labels(cmd.channel).inc()
+    await rt.topics.dlq.send(key=cmd.delivery_id, value=dead)
+    log.warning("delivery %s to %s is dead after %d attempt(s): %s", cmd.delivery_id, cmd.destination,
+                cmd.attempt, error)
+    if cmd.failover:
+        nxt, rest = cmd.failover[0], cmd.failover[1:]
+        rp = rt.policy.policy_for(nxt)
+        fo = cmd.model_copy(update={
+            "delivery_id": delivery_id_for(cmd.dedupe_key, cmd.receiver, nxt),
+            "destination": nxt,
+            "failover": list(rest),
+            "failover_of": cmd.destination,
+            "attempt": 1,
+            "max_attempts": rp.max_attempts,
+            "backoff_s": list(rp.backoff_s),
+            "not_before": None,
+            "last_error": error,
+            "created_at": utcnow(),
+        })
+        topic = rt.topics.deliveries.get(fo.channel)
+        if topic is not None:
+            await topic.send(key=fo.delivery_id, value=fo)
+    # one failure alert per dead primary delivery of a SEV1, never about itself
+    if cmd.alert.severity == 1 and cmd.alert.type != DELIVERY_FAILED and cmd.failover_of is None:
+        alert = failure_alert(cmd, error)
+        await rt.topics.alerts.send(key=alert.fingerprint.encode(),
+                                    value=rt.extras["dumps"](alert))
+
+
+async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) -> None:
+    table = rt.tables.deliveries
+    # table writes go to the changelog partition of this command's message
+    _current_event.set(weakref.ref(event))
+    state = table.get(cmd.delivery_id)
+    now = utcnow()
+    if state == SENT or (state == DEAD and not cmd.redriven):
+        await record_attempt(rt, attempt_record(cmd, AttemptStatus.SKIPPED_DUPLICATE, now, now,
+                                                reason=f"already {state}"))
+        return
+    channel = rt.channels.get(cmd.destination)
+    if channel is None:
+        err = f"destination {cmd.destination} is not configured on this worker"
+        await record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, now, now,
+                                                reason=Reason.CONFIG.value, error=err))
+        table[cmd.delivery_id] = DEAD
+        await dead_letter(rt, cmd, err)
+        return
+    mono = time.monotonic()
+    wait = limits.wait_for_token(cmd, mono)
+    if wait > 0:
+        await defer(rt, cmd, wait, AttemptStatus.RATE_LIMITED, Reason.RATE_LIMITED.value)
+        return
+    breaker = limits.breaker(cmd.destination)
+    if breaker is not None and not breaker.allow(mono):
+        await defer(rt, cmd, getattr(breaker, "reset_after_s", 5.0) / 2, AttemptStatus.CIRCUIT_OPEN,
+                    Reason.CIRCUIT_OPEN.value)
+        return
+    started = utcnow()
+    try:
+        result = await asyncio.wait_for(channel.send(cmd), rt.settings.delivery_timeout_s * 1.5)
+    except TimeoutError:
+        result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
+    except Exception as exc:  # a channel bug must not lose the command
+        result = DeliveryResult(False, True, Reason.UNKNOWN, None,
+                                redact(f"{type(exc).__name__}: {exc}", channel_secrets(channel)))
+    finished = utcnow()
+    if breaker is not None:
+        breaker.record(result.ok, time.monotonic())
+    metrics.delivery_latency.labels(cmd.channel).observe((finished - started).total_seconds())
+    if result.ok:
+        table[cmd.delivery_id] = SENT
+        metrics.end_to_end_latency.labels(cmd.channel).observe(
+            max(0.0, (finished - cmd.alert.event_timestamp).total_seconds()))
+        await record_attempt(rt, attempt_record(cmd, AttemptStatus.SENT, started, finished, result))
+        return
+    plan = plan_retry(cmd.attempt, cmd.max_attempts, cmd.backoff_s, result.retryable, finished,
+                      result.retry_after_s)
+    if plan.retry:
+        await record_attempt(rt, attempt_record(cmd, AttemptStatus.FAILED, started, finished, result))
+        nxt = cmd.model_copy(update={"attempt": cmd.attempt + 1, "not_before": plan.not_before,
+                                     "last_error": result.error})
+        await rt.topics.retry.send(key=cmd.delivery_id, value=nxt)
+        return
+    await record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, started, finished, result,
+                                            reason=f"{result.reason.value}: {plan.reason}"))
+    table[cmd.delivery_id] = DEAD
+    await dead_letter(rt, cmd, result.error)
+
+
+def channel_secrets(channel: Any) -> list[str]:
+    fn = getattr(channel, "secrets", None)
+    return list(fn()) if callable(fn) else []
+
+
+def register(rt: Runtime) -> None:
+    from ..schemas.codec import dumps
+
+    rt.extras["dumps"] = dumps
+    limits = Limits(rt)
+    app = rt.app
+    dispatchers: dict[str, Dispatcher] = {}
+    rt.extras["dispatchers"] = dispatchers
+
+    def make_agent(channel: str) -> None:
+        topic = rt.topics.deliveries[channel]
+        dispatcher = dispatchers[channel] = Dispatcher(rt, channel, limits)
+
+        async def deliver(stream: Any) -> None:
+            dispatcher.start()
+            async for event in stream.noack().events():
+                try:
+                    cmd = DeliveryCommand.model_validate(event.value)
+                except (ValidationError, TypeError, ValueError) as exc:
+                    log.error("bad delivery command at %s/%s@%s kept on the DLQ: %s", event.message.topic,
+                              event.message.partition, event.message.offset, str(exc)[:300])
+                    try:
+                        await rt.topics.dlq.send(key=event.key, value={
+                            "error": f"invalid delivery command: {str(exc)[:500]}",
+                            "raw": event.value, "source": {"topic": event.message.topic,
+                                                           "partition": event.message.partition,
+                                                           "offset": event.message.offset}})
+                    finally:
+                        event.ack()
+                    continue
+                await dispatcher.submit(cmd, event)
+
+        deliver.__name__ = f"deliver_{channel}"
+        app.agent(topic, name=f"{rt.settings.topic_prefix}.deliver.{channel}", concurrency=1)(deliver)
+
+    for channel in rt.topics.deliveries:
+        make_agent(channel)
+
+    @app.on_before_shutdown.connect
+    async def _close(sender: Any, **kw: Any) -> None:  # pragma: no cover - shutdown path
+        for d in dispatchers.values():
+            await d.stop()
+        for ch in rt.channels.values():
+            try:
+                await ch.close()
+            except Exception:
+                log.debug("closing %r failed", ch, exc_info=True)

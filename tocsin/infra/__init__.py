@@ -1,0 +1,1 @@
+"""Infrastructure: ClickHouse DDL and queries, the embedded broker launcher, docker files."""

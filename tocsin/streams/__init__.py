@@ -1,0 +1,1 @@
+"""The Faust app, settings, topics, tables, CLI and web views."""

@@ -1,0 +1,128 @@
+"""The Faust app and everything a worker holds: topics, tables, channels, routing policy.
+
+``build(settings)`` makes a ``Runtime``; each agent module's ``register(rt)`` adds its agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from ..agents.channels import Channel, build_channels
+from ..decisions.routing import RoutingPolicy, load_policy
+from ..schemas import codec as _codec  # noqa: F401  (registers the "tocsin" codec)
+from .settings import Settings
+from .tables import Tables, make_tables
+from .topics import Topics, make_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    tables: Tables
+    policy: RoutingPolicy
+    channels: dict[str, Channel]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> list[str]:
+        return sorted(self.channels)
+
+    def ready(self) -> bool:
+        """Joined the group and recovered the tables."""
+        app = self.app
+        try:
+            recovered = app.tables.recovery.completed.is_set()
+        except AttributeError:
+            return False
+        return bool(recovered and not app.rebalancing and not getattr(app, "in_recovery", False)
+                    and self.extras.get("started"))
+
+
+def make_faust_app(s: Settings) -> faust.App:
+    store = "memory://" if s.table_store == "memory" else "rocksdb://"
+    return faust.App(
+        s.app_id,
+        broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(",")],
+        store=store,
+        datadir=str((s.data_dir / "faust").resolve()),
+        topic_partitions=s.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        broker_session_timeout=s.broker_session_timeout_s,
+        broker_heartbeat_interval=s.broker_heartbeat_interval_s,
+        broker_rebalance_timeout=s.broker_rebalance_timeout_s,
+        broker_commit_interval=s.commit_interval_s,
+        broker_request_timeout=max(30.0, s.broker_session_timeout_s * 5),
+        stream_processing_timeout=60.0,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        table_cleanup_interval=30.0,
+        producer_linger_ms=1,
+        web_enabled=True,
+        web_port=s.web_port,
+        web_bind=s.web_host,
+        web_host=s.web_host,
+        web_in_thread=False,
+        key_serializer="json",
+        value_serializer="tocsin",
+        autodiscover=False,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+
+
+def build(settings: Settings, *, record: bool | None = None) -> Runtime:
+    app = make_faust_app(settings)
+    topics = make_topics(app, settings.topic_prefix, settings.partitions)
+    tables = make_tables(app, settings.topic_prefix, settings.throttle_window_s,
+                         settings.throttle_expires_s, settings.partitions)
+    policy = load_policy(settings.routing_file)
+    channels = build_channels(settings, policy)
+    rt = Runtime(settings, app, topics, tables, policy, channels)
+
+    from ..agents import deliver, retry, throttle
+
+    throttle.register(rt)
+    deliver.register(rt)
+    retry.register(rt)
+    if record if record is not None else settings.record_enabled:
+        try:
+            from ..agents import record as record_agent
+        except ImportError:  # the recording agent is optional while it is being built
+            log.warning("recording agent unavailable; ClickHouse recording disabled")
+        else:
+            record_agent.register(rt)
+    try:
+        from ..agents import lifecycle
+    except ImportError:
+        pass
+    else:
+        lifecycle.register(rt)
+    from . import web
+
+    web.register(rt)
+
+    @app.task
+    async def _declare() -> None:
+        # declare every Tocsin topic up front so producers and replays find them
+        for t in topics.all():
+            await t.maybe_declare()
+
+    @app.on_rebalance_complete.connect
+    async def _ready(sender: Any, **kw: Any) -> None:
+        rt.extras["started"] = True
+
+    @app.timer(interval=1.0)
+    async def _mark_started() -> None:
+        if app.tables.recovery.completed.is_set():
+            rt.extras["started"] = True
+
+    return rt

@@ -1,0 +1,221 @@
+"""The ``tocsin`` command line. Every command has --help; errors are one line on stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import TocsinError
+from .settings import Settings, load_settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Tocsin: alert events in, throttled notifications out.")
+log = logging.getLogger("tocsin")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"tocsin: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_fail(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except TocsinError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one Faust worker (blocks until stopped)."""
+    from faust.worker import Worker
+
+    from .app import build
+
+    try:
+        rt = build(settings)
+    except TocsinError as exc:
+        fail(str(exc))
+    setup_logging(loglevel)
+    enabled = ", ".join(rt.enabled)
+    log.info("worker for %s on %s, web on http://%s:%d, destinations: %s", settings.topic_prefix,
+             settings.kafka_bootstrap, settings.web_host, settings.web_port, enabled)
+    worker = Worker(rt.app, loglevel=loglevel, redirect_stdouts=False, quiet=True,
+                    override_logging=False)
+    worker.execute_from_commandline()
+
+
+@cli.command()
+def worker(loglevel: str = typer.Option("info", help="debug, info, warning, error")) -> None:
+    """A worker against the configured Kafka (TOCSIN_KAFKA_BOOTSTRAP) and ClickHouse."""
+    run_worker(settings_or_fail(), loglevel)
+
+
+@cli.command()
+def broker() -> None:
+    """Only the embedded broker (Tansu, memory storage) on TOCSIN_KAFKA_BOOTSTRAP."""
+    from ..infra.broker import EmbeddedBroker
+
+    s = settings_or_fail()
+    try:
+        b = EmbeddedBroker(s.kafka_bootstrap).start()
+    except TocsinError as exc:
+        fail(str(exc))
+    typer.echo(f"embedded broker listening on {b.bootstrap} (memory storage); Ctrl-C stops it")
+    try:
+        while b.proc and b.proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+@cli.command()
+def dev(loglevel: str = typer.Option("info")) -> None:
+    """Embedded broker + worker + web: what `make dev` runs. Ctrl-C stops all."""
+    from ..infra.broker import EmbeddedBroker
+
+    os.environ.setdefault("TOCSIN_FILE_CHANNEL_PATH", str(Path(".tocsin/notifications.jsonl").resolve()))
+    s = settings_or_fail()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        b = EmbeddedBroker(s.kafka_bootstrap, log_path=s.data_dir / "broker.log").start()
+    except TocsinError as exc:
+        fail(str(exc))
+    typer.echo(f"tocsin dev: broker {b.bootstrap}, dashboard http://{s.web_host}:{s.web_port}/, "
+               f"ClickHouse {s.clickhouse_dsn}, file channel {s.file_path}", err=True)
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "worker", "--loglevel", loglevel],
+                            env=env)
+
+    def _stop(*_: Any) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        _stop()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    finally:
+        b.stop()
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the alert event."""
+    from ..schemas import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+@cli.command()
+def send(
+    type: str = typer.Option(None, "--type", help="alert type, e.g. order_rejected"),
+    severity: str = typer.Option(None, "--severity", help="1, 2, 3 or SEV1..SEV3"),
+    summary: str = typer.Option(None, "--summary"),
+    fingerprint: str = typer.Option(None, "--fingerprint"),
+    account_id: str = typer.Option(None, "--account-id"),
+    symbol: str = typer.Option(None, "--symbol"),
+    strategy_id: str = typer.Option(None, "--strategy-id"),
+    run_id: str = typer.Option(None, "--run-id"),
+    details: str = typer.Option(None, "--details", help="a JSON object"),
+    source: str = typer.Option("tocsin-cli", "--source"),
+    action: str = typer.Option("trigger", "--action", help="trigger or resolve"),
+    resolves: str = typer.Option(None, "--resolves"),
+    requires_action: bool = typer.Option(False, "--requires-action"),
+    event_timestamp: str = typer.Option(None, "--event-timestamp", help="RFC 3339 with offset; default now"),
+    raw_json: str = typer.Option(None, "--json", help="the whole event as JSON ('-' reads stdin)"),
+) -> None:
+    """Produce one alert event to P.alerts (keyed by its fingerprint)."""
+    from pydantic import ValidationError
+
+    from ..schemas import create_alert, dumps
+    from ..schemas.alert import AlertEvent
+
+    s = settings_or_fail()
+    try:
+        if raw_json is not None:
+            text = sys.stdin.read() if raw_json == "-" else raw_json
+            event = AlertEvent.model_validate_json(text)
+        else:
+            missing = [n for n, v in (("--type", type), ("--severity", severity), ("--summary", summary)) if not v]
+            if missing:
+                fail(f"missing {', '.join(missing)} (or give the whole event with --json)")
+            det = json.loads(details) if details else None
+            event = create_alert(type, severity, summary, fingerprint=fingerprint, account_id=account_id,
+                                 symbol=symbol, strategy_id=strategy_id, run_id=run_id, details=det,
+                                 source=source, action=action, resolves=resolves,
+                                 requires_action=requires_action, event_timestamp=event_timestamp)
+    except ValidationError as exc:
+        from ..schemas.validate import format_errors
+
+        fail(f"invalid alert: {'; '.join(format_errors(exc))}")
+    except json.JSONDecodeError as exc:
+        fail(f"--details is not JSON: {exc}")
+
+    async def produce() -> tuple[int, int]:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", request_timeout_ms=10000)
+        try:
+            await asyncio.wait_for(p.start(), 15)
+        except Exception as exc:
+            raise TocsinError(f"cannot reach Kafka at {s.kafka_bootstrap}: {type(exc).__name__}") from None
+        try:
+            md = await p.send_and_wait(f"{s.topic_prefix}.alerts", dumps(event), key=event.fingerprint.encode())
+            return md.partition, md.offset
+        finally:
+            await p.stop()
+
+    try:
+        partition, offset = asyncio.run(produce())
+    except TocsinError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps({"alert_id": str(event.alert_id), "fingerprint": event.fingerprint,
+                           "topic": f"{s.topic_prefix}.alerts", "partition": partition, "offset": offset}))
+
+
+def _register_optional() -> None:
+    """Commands built in their own modules (ClickHouse, replay, DLQ, bench)."""
+    for mod in ("tocsin.streams.cli_ops",):
+        try:
+            __import__(mod)
+        except ImportError as exc:
+            if exc.name != mod:
+                raise
+
+
+def main() -> None:
+    _register_optional()
+    try:
+        cli()
+    except TocsinError as exc:
+        typer.echo(f"tocsin: error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

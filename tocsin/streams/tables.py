@@ -1,0 +1,77 @@
+"""Every table of Tocsin, each backed by a changelog topic so a restarted or rebalanced
+worker restores it and decides exactly as before.
+
+| table         | key          | value                                   | kind                 |
+|---------------|--------------|-----------------------------------------|----------------------|
+| throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s`` |
+| deliveries    | delivery_id  | "sent" / "dead"                         | plain                |
+| status        | fingerprint  | alert status (active/acknowledged/...)  | plain                |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from ..decisions.throttle import WindowState
+
+
+class ThrottleTable:
+    """Event-time access to the windowed throttle table.
+
+    Faust's ``relative_to_field`` needs the event being processed to be Faust's *current
+    event* and its value a Faust Record; the throttle processes validated pydantic events in
+    batches, so it names the event time explicitly instead (``ts`` below is the event's
+    ``event_timestamp``), which is the same window arithmetic with the clock as a parameter.
+    Writes must happen with the event's source message as the current event (the agent
+    sets it), so the changelog record lands in that message's partition.
+    """
+
+    def __init__(self, wrapper: Any, window_s: int) -> None:
+        self.wrapper = wrapper
+        self.table = wrapper.table  # the windowed Table under Faust's WindowWrapper
+        self.window_s = window_s
+
+    def _key(self, fingerprint: str, ts: float) -> tuple:
+        return (fingerprint, self.table.window.current(ts))
+
+    def get(self, fingerprint: str, ts: float) -> WindowState | None:
+        return WindowState.from_value(self.table.data.get(self._key(fingerprint, ts)))
+
+    def previous(self, fingerprint: str, ts: float) -> WindowState | None:
+        return self.get(fingerprint, ts - self.window_s)
+
+    def set(self, fingerprint: str, ts: float, state: WindowState) -> None:
+        self.table._set_windowed(fingerprint, state.to_value(), ts)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+
+@dataclass
+class Tables:
+    throttle: ThrottleTable
+    deliveries: Any
+    status: Any
+
+
+def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, partitions: int) -> Tables:
+    throttle = app.Table(
+        "throttle",
+        default=None,
+        partitions=partitions,
+        key_type=str,
+        help="first alert and suppressed count per fingerprint per window",
+    ).tumbling(window_s, expires=timedelta(seconds=max(expires_s, window_s * 2)))
+    deliveries = app.Table(
+        "deliveries", default=None, partitions=partitions, key_type=str,
+        help="delivery state per delivery_id: a command delivered once is never sent again",
+    )
+    status = app.Table(
+        "status", default=None, partitions=partitions, key_type=str,
+        help="alert status per fingerprint (lifecycle)",
+    )
+    return Tables(ThrottleTable(throttle, window_s), deliveries, status)

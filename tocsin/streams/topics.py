@@ -1,0 +1,83 @@
+"""Every topic of Tocsin, by name, key and value (DESIGN "Topics"). ``P`` is the prefix.
+
+| attribute        | topic                      | key          | value                  |
+|------------------|----------------------------|--------------|------------------------|
+| alerts           | P.alerts                   | fingerprint  | AlertEvent (raw bytes) |
+| alerts_keyed     | P.alerts.keyed (internal)  | fingerprint  | AlertEvent, repartitioned by fingerprint |
+| invalid          | P.alerts.invalid           | original key | InvalidAlert           |
+| decisions        | P.decisions                | fingerprint  | Decision               |
+| deliveries[ch]   | P.deliveries.<channel>     | delivery_id  | DeliveryCommand        |
+| retry            | P.deliveries.retry         | delivery_id  | DeliveryCommand        |
+| attempts         | P.attempts                 | delivery_id  | DeliveryAttempt        |
+| dlq              | P.dlq                      | delivery_id  | DeliveryCommand        |
+| lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from ..decisions.routing import CHANNELS
+from ..schemas.codec import CODEC_NAME
+
+
+def topic_names(prefix: str) -> dict[str, str]:
+    names = {
+        "alerts": f"{prefix}.alerts",
+        "alerts_keyed": f"{prefix}.alerts.keyed",
+        "invalid": f"{prefix}.alerts.invalid",
+        "decisions": f"{prefix}.decisions",
+        "retry": f"{prefix}.deliveries.retry",
+        "attempts": f"{prefix}.attempts",
+        "dlq": f"{prefix}.dlq",
+        "lifecycle": f"{prefix}.lifecycle",
+    }
+    for ch in CHANNELS:
+        names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
+    return names
+
+
+@dataclass
+class Topics:
+    alerts: faust.TopicT
+    alerts_keyed: faust.TopicT
+    invalid: faust.TopicT
+    decisions: faust.TopicT
+    deliveries: dict[str, faust.TopicT]
+    retry: faust.TopicT
+    attempts: faust.TopicT
+    dlq: faust.TopicT
+    lifecycle: faust.TopicT
+
+    def all(self) -> list[faust.TopicT]:
+        return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
+                self.retry, self.attempts, self.dlq, self.lifecycle]
+
+
+def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
+    names = topic_names(prefix)
+
+    def t(name: str, raw: bool = False) -> faust.TopicT:
+        return app.topic(
+            names[name],
+            key_type=str,
+            key_serializer="raw",
+            value_serializer="raw" if raw else CODEC_NAME,
+            partitions=partitions,
+            replicas=1,
+            acks=True,
+        )
+
+    return Topics(
+        alerts=t("alerts", raw=True),
+        alerts_keyed=t("alerts_keyed", raw=True),
+        invalid=t("invalid"),
+        decisions=t("decisions"),
+        deliveries={ch: t(f"deliveries.{ch}") for ch in CHANNELS},
+        retry=t("retry"),
+        attempts=t("attempts"),
+        dlq=t("dlq"),
+        lifecycle=t("lifecycle"),
+    )
