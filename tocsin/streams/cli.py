@@ -49,6 +49,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     from .app import build
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         rt = build(settings)
     except TocsinError as exc:

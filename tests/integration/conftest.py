@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tocsin.infra.broker import EmbeddedBroker, free_port
+
+from .harness import HttpReceiver, SmtpReceiver, Stack
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp_path / "broker.log").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[HttpReceiver]:
+    r = await HttpReceiver().start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    s = SmtpReceiver().start()
+    yield s
+    s.stop()
+
+
+def base_env(bootstrap: str, prefix: str, tmp: Path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+    env.update({
+        "TOCSIN_KAFKA_BOOTSTRAP": bootstrap,
+        "TOCSIN_TOPIC_PREFIX": prefix,
+        "TOCSIN_PARTITIONS": "4",
+        "TOCSIN_DATA_DIR": str(tmp / "data"),
+        "TOCSIN_FILE_CHANNEL_PATH": str(tmp / "notifications.jsonl"),
+        "TOCSIN_RECORD_ENABLED": "false",
+        "TOCSIN_SMTP_TLS": "false",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
+    prefix = "t" + uuid.uuid4().hex[:8]
+    st = Stack(broker.bootstrap, prefix, tmp_path, base_env(broker.bootstrap, prefix, tmp_path))
+    yield st
+    for w in st.workers:
+        w.stop(timeout=15)
