@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import random
 from dataclasses import dataclass
 
 DEFAULT_BACKOFF_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_MAX_ATTEMPTS = 5
 JITTER = 0.2  # +/- 20 %
+MAX_RETRY_AFTER_S = 3600.0  # the longest Retry-After honoured
 
 
 class Reason(str, enum.Enum):
@@ -50,23 +52,39 @@ def classify_smtp(code: int) -> tuple[bool, bool, Reason]:
 
 
 def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date); None if absent or bad."""
-    if not value:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None if absent or bad.
+
+    Never negative, never more than ``MAX_RETRY_AFTER_S`` (a receiver asking for days, or
+    sending ``inf``, must not park a delivery for ever); never raises.
+    """
+    if not value or not isinstance(value, str):
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            return None
+        return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - now).total_seconds())
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    try:
+        delta = (when - now).total_seconds()
+    except OverflowError:
+        return None
+    return min(MAX_RETRY_AFTER_S, max(0.0, delta))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +110,9 @@ def plan_retry(
     if attempt >= max_attempts:
         return RetryPlan(False, f"exhausted after {attempt} attempts")
     schedule = list(backoff_s) or list(DEFAULT_BACKOFF_S)
-    base = schedule[min(attempt - 1, len(schedule) - 1)]
+    base = schedule[min(max(attempt, 1) - 1, len(schedule) - 1)]
     r = rng or random
     delay = base * (1.0 + r.uniform(-JITTER, JITTER))
-    if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
+    if retry_after_s is not None and math.isfinite(retry_after_s):
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return RetryPlan(True, "retry scheduled", now + dt.timedelta(seconds=delay), delay)

@@ -1,7 +1,10 @@
 """Channels, one module each, registered by one explicit line in ``REGISTRY``.
 
 ``build_channels`` turns settings, the routing file's destinations and the environment into
-the enabled destinations; a destination whose settings are absent is disabled.
+the enabled destinations; a destination whose settings are absent is disabled. Named
+destinations take their settings from the environment variables the routing file names:
+webhook `url_env`, `secret_env`; email `to_env`; file `path_env`; slack `webhook_env`
+(or `url_env`); telegram `token_env`, `chat_id_env`, optional `api_base_env`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from .base import Channel, ChannelBase, DeliveryResult, env_lookup
 from .console import ConsoleChannel
 from .email import EmailChannel
 from .file import FileChannel
+from .slack import SlackChannel
+from .telegram import TelegramChannel
 from .webhook import WebhookChannel
 
 Factory = Callable[[str, Settings, Mapping[str, str], Mapping[str, str]], Channel | None]
@@ -52,11 +57,32 @@ def _email(name: str, s: Settings, conf: Mapping[str, str], env: Mapping[str, st
                         s.smtp_tls, s.delivery_timeout_s)
 
 
+def _slack(name: str, s: Settings, conf: Mapping[str, str], env: Mapping[str, str]) -> Channel | None:
+    if name == "slack:default":
+        url = _secret(s.slack_default_webhook)
+    else:
+        url = env_lookup(conf, "webhook", env) or env_lookup(conf, "url", env)
+    return SlackChannel(name, url, s.delivery_timeout_s) if url else None
+
+
+def _telegram(name: str, s: Settings, conf: Mapping[str, str], env: Mapping[str, str]) -> Channel | None:
+    if name == "telegram:default":
+        token, chat_id, api_base = _secret(s.telegram_bot_token), s.telegram_chat_id, s.telegram_api_base
+    else:
+        token, chat_id = env_lookup(conf, "token", env), env_lookup(conf, "chat_id", env)
+        api_base = env_lookup(conf, "api_base", env) or s.telegram_api_base
+    if not token or not chat_id:
+        return None
+    return TelegramChannel(name, token, chat_id, api_base, s.delivery_timeout_s)
+
+
 REGISTRY: dict[str, Factory] = {
     "console": _console,
     "file": _file,
     "webhook": _webhook,
     "email": _email,
+    "slack": _slack,
+    "telegram": _telegram,
 }
 
 

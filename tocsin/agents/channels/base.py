@@ -48,8 +48,8 @@ def redact_url(url: str) -> str:
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """Remove every secret and every URL's path/credentials from a message, and cut it."""
     out = text
-    for s in secrets:
-        if s and len(s) >= 4:
+    for s in sorted({s for s in secrets if s}, key=len, reverse=True):  # longest first
+        if len(s) >= 4:
             out = out.replace(s, "<redacted>")
     out = _URL_RE.sub(lambda m: redact_url(m.group(0)), out)
     if len(out) > ERROR_MAX:

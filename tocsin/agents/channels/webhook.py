@@ -1,7 +1,18 @@
-"""Webhook channel: JSON POST with the delivery id as ``Idempotency-Key``.
+"""Webhook channel: JSON POST with the delivery id as ``Idempotency-Key``, optionally signed.
 
-httpx's API over the ``httpx-aiohttp`` transport (pooled aiohttp connections), which
-measured about 8x plain httpx here.
+Also the shared HTTP machinery of every HTTP channel (webhook, Slack, Telegram):
+``HttpChannel`` holds one pooled client per channel (httpx's API over the
+``httpx-aiohttp`` transport, which measured about 8x plain httpx here) and turns a
+response or a transport error into a ``DeliveryResult``:
+
+    2xx                      ok
+    408, 429, 5xx, 1xx/3xx   retryable (429 and 503 carry Retry-After as retry_after_s)
+    other 4xx                permanent (client_error)
+    timeout                  retryable (timeout)
+    refused, reset, DNS      retryable (connection)
+    malformed URL            permanent (config)
+
+Receivers verify signatures with the recipe in ``SIGNING.md`` (``verify`` below).
 """
 
 from __future__ import annotations
@@ -9,7 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
+import math
 import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -17,9 +32,15 @@ from httpx_aiohttp import AiohttpTransport
 from ...decisions.retry import Reason, classify_http, parse_retry_after
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
-from .base import ChannelBase, DeliveryResult, payload_dict
+from .base import ChannelBase, DeliveryResult, payload_dict, redact
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "tocsin/0.1"
+SIGNATURE_TOLERANCE_S = 300
+
+
+# ------------------------------------------------------------------ signing
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -28,7 +49,55 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
+def verify(secret: str, timestamp: str, body: bytes | str, signature: str, now: float,
+           tolerance_s: float = SIGNATURE_TOLERANCE_S) -> bool:
+    """The receiver's check (SIGNING.md): the signature is ours and the timestamp fresh.
+
+    ``timestamp`` and ``signature`` are the ``X-Tocsin-Timestamp`` and
+    ``X-Tocsin-Signature`` headers as received, ``body`` the raw request body, ``now``
+    the receiver's clock in epoch seconds. Constant-time comparison; never raises.
+    """
+    if not isinstance(timestamp, str) or not isinstance(signature, str):
+        return False
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return False
+    if not math.isfinite(now) or abs(now - sent) > tolerance_s:
+        return False
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    expected = sign(secret, timestamp, raw)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+# ------------------------------------------------------------------ logging
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request with its full URL (``HTTP Request: POST https://...``):
+    Telegram's token and Slack's webhook secret live in URL paths. Keep scheme and host."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is not ours to fix
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_FILTER = _RedactUrls()
+for _name in ("httpx", "aiohttp.client"):
+    if not any(isinstance(f, _RedactUrls) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_FILTER)
+
+
+# ------------------------------------------------------------------ the shared HTTP client
+
+
 def make_client(timeout_s: float, limit: int = 200) -> httpx.AsyncClient:
+    """A pooled client: httpx's API over aiohttp connections (keep-alive, ``limit`` per host)."""
     import aiohttp
 
     def _session() -> aiohttp.ClientSession:
@@ -40,19 +109,52 @@ def make_client(timeout_s: float, limit: int = 200) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout_s))
 
 
-class WebhookChannel(ChannelBase):
-    channel = "webhook"
+def url_secrets(url: str | None) -> list[str]:
+    """What of a URL must never be shown: all of it, its credentials and its path+query
+    (Slack's and Telegram's tokens live in the path)."""
+    if not url:
+        return []
+    out = [url]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return out
+    if parts.password:
+        out.append(parts.password)
+    tail = parts.path + ("?" + parts.query if parts.query else "")
+    if len(tail) >= 8:
+        out.append(tail)
+    return out
 
-    def __init__(self, destination: str, url: str, secret: str | None = None,
-                 timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+
+def transport_reason(exc: BaseException) -> Reason:
+    """Timeout or connection failure. httpx-aiohttp maps every aiohttp connection error
+    (refused included) to ``httpx.ConnectTimeout``, so look at the aiohttp cause."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc.__cause__
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TimeoutError):
+            return Reason.TIMEOUT
+        if isinstance(cur, OSError | ConnectionError) or type(cur).__module__.startswith("aiohttp"):
+            return Reason.CONNECTION
+        cur = cur.__cause__ or cur.__context__
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return Reason.TIMEOUT
+    return Reason.CONNECTION
+
+
+class HttpChannel(ChannelBase):
+    """Shared behaviour of the HTTP channels: a pooled client and one classification."""
+
+    #: whether this channel's receivers expect the Idempotency-Key header
+    idempotency_header: ClassVar[bool] = False
+
+    def __init__(self, destination: str, timeout_s: float = 10.0,
+                 client: httpx.AsyncClient | None = None) -> None:
         super().__init__(destination)
-        self.url = url
-        self.secret = secret
         self.timeout_s = timeout_s
         self._client = client
-
-    def secrets(self) -> list[str]:
-        return [s for s in (self.url, self.secret) if s]
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -60,42 +162,102 @@ class WebhookChannel(ChannelBase):
             self._client = make_client(self.timeout_s)
         return self._client
 
+    def retry_after(self, resp: httpx.Response, body: Any) -> float | None:
+        """Seconds the receiver asked us to wait (the Retry-After header by default)."""
+        return parse_retry_after(resp.headers.get("Retry-After"), dt.datetime.now(dt.UTC))
+
+    def failure_text(self, resp: httpx.Response, body: Any) -> str:
+        text = resp.text[:200] if resp.content else ""
+        return f"HTTP {resp.status_code}: {text}".strip()
+
+    def rejected_2xx(self, resp: httpx.Response, body: Any) -> str | None:
+        """A 2xx that still says no (Telegram's ``{"ok": false}``): the error, else None."""
+        return None
+
+    async def post_json(self, url: str, content: bytes, headers: dict[str, str],
+                        command: DeliveryCommand) -> DeliveryResult:
+        try:
+            resp = await self.client.post(url, content=content, headers=headers)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            return self._failed(command, DeliveryResult(
+                False, False, Reason.CONFIG, None, self.redact(f"bad destination URL: {exc}")))
+        except (httpx.TransportError, OSError) as exc:
+            reason = transport_reason(exc)
+            what = "timeout" if reason is Reason.TIMEOUT else "connection error"
+            detail = str(exc) or type(exc).__name__
+            return self._failed(command, DeliveryResult(
+                False, True, reason, None, self.redact(f"{what}: {detail}")))
+        body = _json_or_none(resp)
+        ok, retryable, reason = classify_http(resp.status_code)
+        if ok:
+            refused = self.rejected_2xx(resp, body)
+            if refused is None:
+                return DeliveryResult.success(resp.status_code)
+            return self._failed(command, DeliveryResult(
+                False, False, Reason.CLIENT_ERROR, resp.status_code, self.redact(refused)))
+        return self._failed(command, DeliveryResult(
+            False, retryable, reason, resp.status_code,
+            self.redact(self.failure_text(resp, body)), self.retry_after(resp, body)))
+
+    def _failed(self, command: DeliveryCommand, result: DeliveryResult) -> DeliveryResult:
+        log.debug("delivery failed destination=%s delivery_id=%s attempt=%s reason=%s "
+                  "retryable=%s error=%s", self.destination, command.delivery_id, command.attempt,
+                  result.reason.value, result.retryable, result.error)
+        return result
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    if not resp.content or "json" not in resp.headers.get("Content-Type", ""):
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ the webhook
+
+
+class WebhookChannel(HttpChannel):
+    channel = "webhook"
+    idempotency_header = True
+
+    def __init__(self, destination: str, url: str, secret: str | None = None,
+                 timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(destination, timeout_s, client)
+        self.url = url
+        self.secret = secret
+
+    def secrets(self) -> list[str]:
+        return [*url_secrets(self.url), *([self.secret] if self.secret else [])]
+
     def body(self, command: DeliveryCommand) -> bytes:
         return dumps(payload_dict(command))
 
-    def headers(self, command: DeliveryCommand, body: bytes) -> dict[str, str]:
+    def headers(self, command: DeliveryCommand, body: bytes, now: float | None = None) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Idempotency-Key": command.delivery_id,
         }
         if self.secret:
-            ts = str(int(time.time()))
+            ts = str(int(time.time() if now is None else now))
             headers["X-Tocsin-Timestamp"] = ts
             headers["X-Tocsin-Signature"] = sign(self.secret, ts, body)
         return headers
 
     async def post(self, command: DeliveryCommand, body: bytes, headers: dict[str, str]) -> DeliveryResult:
-        try:
-            resp = await self.client.post(self.url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            return DeliveryResult(False, True, Reason.TIMEOUT, None, self.redact(f"timeout: {type(exc).__name__}"))
-        except (httpx.TransportError, OSError) as exc:
-            return DeliveryResult(False, True, Reason.CONNECTION, None,
-                                  self.redact(f"connection error: {type(exc).__name__}: {exc}"))
-        ok, retryable, reason = classify_http(resp.status_code)
-        if ok:
-            return DeliveryResult.success(resp.status_code)
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"), dt.datetime.now(dt.UTC))
-        text = resp.text[:200] if resp.content else ""
-        return DeliveryResult(False, retryable, reason, resp.status_code,
-                              self.redact(f"HTTP {resp.status_code}: {text}".strip()), retry_after)
+        return await self.post_json(self.url, body, headers, command)
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
         body = self.body(command)
         return await self.post(command, body, self.headers(command, body))
 
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+
+__all__ = ["HttpChannel", "WebhookChannel", "make_client", "sign", "verify", "transport_reason",
+           "url_secrets", "USER_AGENT"]

@@ -1,0 +1,190 @@
+"""Real peers for the channel tests: a scripted aiohttp server and a scripted aiosmtpd
+server, both on 127.0.0.1, plus a closed port. Imported by the channel tests (not a
+conftest: fixtures are created with the factories below)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import inspect
+import json
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from multidict import CIMultiDict
+
+from tocsin.schemas.alert import create_alert
+from tocsin.schemas.messages import DeliveryCommand, delivery_id_for
+
+#: loggers of the peers themselves (the receiving side may log what it received)
+PEER_LOGGERS = ("mail.log", "aiohttp.access", "aiohttp.server", "aiohttp.web")
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then closed: connecting to it is refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_command(severity: int = 1, summary: str = "Daily loss limit reached",
+                 destination: str = "webhook:default", suppressed: int = 0) -> DeliveryCommand:
+    alert = create_alert(
+        "daily_loss_limit", severity, summary,
+        event_timestamp=dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC),
+        account_id="acc-1", symbol="BTC-USD", strategy_id="s1",
+        details={"loss": "1234.5", "limit": 1000, "note": "<b>&</b>"}, source="risk-engine",
+    )
+    dedupe = f"{alert.fingerprint}:{int(alert.epoch // 600)}"
+    return DeliveryCommand(delivery_id=delivery_id_for(dedupe, destination, destination), alert=alert,
+                           dedupe_key=dedupe, receiver=destination, destination=destination,
+                           suppressed_count=suppressed)
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    path_qs: str
+    headers: Mapping[str, str]  # case-insensitive, as HTTP headers are
+    body: bytes
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # None: a JSON body fitting every HTTP channel
+    hang_s: float = 0.0  # wait this long (or until the server stops) before answering
+
+
+Script = Callable[[Received], Reply | Awaitable[Reply]]
+
+
+class HttpPeer:
+    """A real aiohttp server on 127.0.0.1 answering every request as ``script`` says."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.script: Script = lambda r: Reply()
+        self._runner: web.AppRunner | None = None
+        self._released = asyncio.Event()
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def answer(self, status: int = 200, headers: dict[str, str] | None = None,
+               body: bytes | None = None, hang_s: float = 0.0) -> None:
+        reply = Reply(status, headers or {}, body, hang_s)
+        self.script = lambda r: reply
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        rec = Received(request.method, request.path, request.path_qs, CIMultiDict(request.headers),
+                       await request.read())
+        self.received.append(rec)
+        reply = self.script(rec)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        assert isinstance(reply, Reply)
+        if reply.hang_s:
+            try:
+                await asyncio.wait_for(self._released.wait(), reply.hang_s)
+            except TimeoutError:
+                pass
+        body = reply.body
+        headers = dict(reply.headers)
+        if body is None and reply.status not in (204, 304):
+            ok = 200 <= reply.status < 300
+            # echo the path like a careless server would: secrets in it must still not leak
+            payload: dict[str, Any] = {"ok": True, "result": {"message_id": 1}} if ok else {
+                "ok": False, "error_code": reply.status,
+                "description": f"status {reply.status} for {request.path_qs}"}
+            body = json.dumps(payload).encode()
+            headers.setdefault("Content-Type", "application/json")
+        return web.Response(status=reply.status, headers=headers, body=body)
+
+    async def start(self) -> HttpPeer:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server  # the bound port of port 0
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        self._released.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+# ------------------------------------------------------------------ SMTP
+
+
+class SmtpHandler:
+    """Keeps every message; ``rcpt_reply`` / ``data_reply`` script refusals (e.g. "550 ...")."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[Envelope] = []
+        self.rcpt_reply: str | None = None
+        self.data_reply: str | None = None
+
+    async def handle_RCPT(self, server: Any, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.data_reply:
+            return self.data_reply
+        self.envelopes.append(envelope)
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+
+class SmtpPeer:
+    """A real aiosmtpd server on 127.0.0.1 (plain SMTP, AUTH allowed without TLS)."""
+
+    def __init__(self, user: str | None = None, password: str | None = None) -> None:
+        self.handler = SmtpHandler()
+        self.user, self.password = user, password
+        self.port = free_port()
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port,
+            authenticator=self._authenticate, auth_require_tls=False,
+        )
+
+    def _authenticate(self, server: Any, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword) and self.password is not None
+              and auth_data.login.decode() == self.user and auth_data.password.decode() == self.password)
+        return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
+    def start(self) -> SmtpPeer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -1,0 +1,85 @@
+"""Slack channel: an incoming webhook, JSON with ``text`` (the notification fallback) and
+``blocks`` (the message). The whole webhook URL is the secret; it never leaves this class.
+
+Slack answers 200 ``ok``, 400 ``invalid_payload``, 403 ``action_prohibited``, 404
+``channel_not_found``/``no_service``, 410 ``channel_is_archived`` (all permanent), 429 with
+Retry-After, 5xx: the shared HTTP classification of ``HttpChannel``.
+Limit: about one message per second per webhook (``default_rate_per_s``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ...schemas.codec import dumps
+from ...schemas.messages import DeliveryCommand
+from .base import DeliveryResult, payload_dict
+from .webhook import USER_AGENT, HttpChannel, url_secrets
+
+SECTION_MAX = 3000  # Slack's limit on a section's text
+FIELD_MAX = 2000  # on one field's text
+FIELDS_MAX = 10  # fields per section
+SEVERITY_MARK = {1: ":red_circle:", 2: ":large_orange_circle:", 3: ":white_circle:"}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters (``&``, ``<``, ``>``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render(command: DeliveryCommand) -> dict[str, Any]:
+    """The Slack message of a notification: ``text`` plus ``blocks``."""
+    a = command.alert
+    base = payload_dict(command)
+    text = escape(base["text"])
+    fields = [("Type", a.type), ("Severity", f"SEV{a.severity}"),
+              *((k.replace("_", " ").capitalize(), v) for k, v in a.entity.model_dump(exclude_none=True).items()),
+              ("Fingerprint", a.fingerprint)]
+    if a.source:
+        fields.append(("Source", a.source))
+    if command.suppressed_count:
+        fields.append(("Suppressed", f"{command.suppressed_count} similar since the last notification"))
+    blocks: list[dict[str, Any]] = [
+        {"type": "section",
+         "text": {"type": "mrkdwn", "text": _cut(f"{SEVERITY_MARK[a.severity]} *{text}*", SECTION_MAX)}},
+        {"type": "section",
+         "fields": [{"type": "mrkdwn", "text": _cut(f"*{k}*\n{escape(str(v))}", FIELD_MAX)}
+                    for k, v in fields[:FIELDS_MAX]]},
+    ]
+    if a.details:
+        details = _cut(escape(dumps(a.details).decode()), SECTION_MAX - 6)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{details}```"}})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn",
+         "text": escape(f"{a.event_timestamp.isoformat()} · alert {a.alert_id} · delivery {command.delivery_id}")},
+    ]})
+    return {"text": text, "blocks": blocks}
+
+
+class SlackChannel(HttpChannel):
+    channel = "slack"
+    default_rate_per_s = 1.0  # Slack: about one message per second per incoming webhook
+
+    def __init__(self, destination: str, webhook_url: str, timeout_s: float = 10.0,
+                 client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(destination, timeout_s, client)
+        self._url = webhook_url
+
+    def secrets(self) -> list[str]:
+        return url_secrets(self._url)
+
+    def body(self, command: DeliveryCommand) -> bytes:
+        return dumps(render(command))
+
+    async def send(self, command: DeliveryCommand) -> DeliveryResult:
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        return await self.post_json(self._url, self.body(command), headers, command)
+
+
+__all__ = ["SlackChannel", "render", "escape"]

@@ -1,0 +1,102 @@
+"""Telegram channel: the Bot API's ``sendMessage`` (``{api_base}/bot{token}/sendMessage``,
+JSON ``chat_id`` and ``text``). The API base is configurable (``TOCSIN_TELEGRAM_API_BASE``)
+so tests and self-hosted Bot API servers can stand in for api.telegram.org.
+
+The bot token sits in the URL path: it is kept in this class only and never appears in a
+result's error, a log line or a repr (``HttpChannel`` redacts, webhook.py filters httpx's
+request log).
+
+Telegram answers ``{"ok": false, "error_code": ..., "description": ...}`` with 400 (bad
+chat, too long), 401 (bad token), 403 (bot blocked) — permanent — and 429 with
+``parameters.retry_after``, used when no Retry-After header came.
+Limit: about one message per second per chat (``default_rate_per_s``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ...schemas.codec import dumps
+from ...schemas.messages import DeliveryCommand
+from .base import DeliveryResult, payload_dict
+from .webhook import USER_AGENT, HttpChannel
+
+TEXT_MAX = 4096  # Telegram's limit on a message's text
+SEVERITY_MARK = {1: "\U0001F534", 2: "\U0001F7E0", 3: "\u26AA"}
+
+
+def render_text(command: DeliveryCommand) -> str:
+    """Plain text (no parse mode, so nothing in an alert can break the markup)."""
+    a = command.alert
+    lines = [f"{SEVERITY_MARK[a.severity]} {payload_dict(command)['text']}", "",
+             f"type: {a.type}", f"fingerprint: {a.fingerprint}"]
+    lines += [f"{k}: {v}" for k, v in a.entity.model_dump(exclude_none=True).items()]
+    if a.source:
+        lines.append(f"source: {a.source}")
+    if command.suppressed_count:
+        lines.append(f"suppressed: {command.suppressed_count} similar since the last notification")
+    lines += [f"time (UTC): {a.event_timestamp.isoformat()}", f"alert_id: {a.alert_id}"]
+    if a.details:
+        lines += ["", dumps(a.details).decode()]
+    text = "\n".join(lines)
+    return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 1] + "…"
+
+
+class TelegramChannel(HttpChannel):
+    channel = "telegram"
+    default_rate_per_s = 1.0  # Telegram: about one message per second per chat
+
+    def __init__(self, destination: str, bot_token: str, chat_id: str,
+                 api_base: str = "https://api.telegram.org", timeout_s: float = 10.0,
+                 client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(destination, timeout_s, client)
+        self._token = bot_token
+        self.chat_id = chat_id
+        self.api_base = api_base.rstrip("/")
+
+    def secrets(self) -> list[str]:
+        return [self._url, self._token] if self._token else []
+
+    @property
+    def _url(self) -> str:
+        return f"{self.api_base}/bot{self._token}/sendMessage"
+
+    def body(self, command: DeliveryCommand) -> bytes:
+        return dumps({
+            "chat_id": self.chat_id,
+            "text": render_text(command),
+            "link_preview_options": {"is_disabled": True},
+        })
+
+    def retry_after(self, resp: httpx.Response, body: Any) -> float | None:
+        header = super().retry_after(resp, body)
+        if header is not None:
+            return header
+        params = body.get("parameters") if isinstance(body, dict) else None
+        value = params.get("retry_after") if isinstance(params, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 3600:
+            return float(value)
+        return None
+
+    def failure_text(self, resp: httpx.Response, body: Any) -> str:
+        if isinstance(body, dict) and isinstance(body.get("description"), str):
+            text = f"HTTP {resp.status_code}: {body['description'][:200]}"
+            params = body.get("parameters")
+            if isinstance(params, dict) and "migrate_to_chat_id" in params:
+                text += f" (chat migrated to {params['migrate_to_chat_id']})"
+            return text
+        return super().failure_text(resp, body)
+
+    def rejected_2xx(self, resp: httpx.Response, body: Any) -> str | None:
+        if isinstance(body, dict) and body.get("ok") is False:
+            return f"HTTP {resp.status_code}: {str(body.get('description', 'ok: false'))[:200]}"
+        return None
+
+    async def send(self, command: DeliveryCommand) -> DeliveryResult:
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        return await self.post_json(self._url, self.body(command), headers, command)
+
+
+__all__ = ["TelegramChannel", "render_text"]
