@@ -3,6 +3,7 @@ policy and failover chain. Pure over plain values; the policy is loaded from TOM
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,61 +63,87 @@ def _dests(value: Any, where: str) -> tuple[str, ...]:
     return tuple(_check_destination(v, where) for v in value)
 
 
+def _fail(where: str, message: str) -> RoutingError:
+    return RoutingError("TOCSIN_ROUTING_FILE", f"{where}: {message}")
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise _fail(key, "expected a table")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
-    if not isinstance(data, dict):
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: expected a table")
+    if not isinstance(data, Mapping):
+        raise _fail(where, "expected a table")
     known = {"max_attempts", "backoff_s", "failover", "rate_per_s", "burst"}
     unknown = set(data) - known
     if unknown:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: unknown keys {sorted(unknown)}")
+        raise _fail(where, f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
     max_attempts = data.get("max_attempts", base.max_attempts)
-    if not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}.max_attempts: must be 1..100")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
+        raise _fail(f"{where}.max_attempts", "must be a whole number 1..100")
     backoff = data.get("backoff_s", base.backoff_s)
     if not isinstance(backoff, list | tuple) or not backoff or not all(
-        isinstance(b, int | float) and b >= 0 for b in backoff
+        _number(b) and b >= 0 for b in backoff
     ):
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}.backoff_s: a non-empty list of seconds")
+        raise _fail(f"{where}.backoff_s", "a non-empty list of seconds")
     failover = data.get("failover", base.failover)
-    if failover is not None:
-        failover = _dests(list(failover), f"{where}.failover")
+    if "failover" in data:
+        failover = _dests(data["failover"], f"{where}.failover")
     rate = data.get("rate_per_s", base.rate_per_s)
+    if rate is not None and not (_number(rate) and rate > 0):
+        raise _fail(f"{where}.rate_per_s", "messages per second, a number > 0")
     burst = data.get("burst", base.burst)
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise _fail(f"{where}.burst", "a whole number >= 1")
     return ReceiverPolicy(max_attempts, tuple(float(b) for b in backoff), failover,
-                          None if rate is None else float(rate), None if burst is None else int(burst))
+                          None if rate is None else float(rate), burst)
+
+
+TOP_LEVEL_KEYS = ("always", "severity", "types", "receivers", "destinations")
 
 
 def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
     """Validate a routing document (the parsed TOML); errors name the offending key."""
-    sev_doc = doc.get("severity", {})
+    unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise _fail(unknown[0], f"unknown key (known: {', '.join(TOP_LEVEL_KEYS)})")
     by_severity: dict[int, tuple[str, ...]] = {}
-    for k, v in sev_doc.items():
+    for k, v in _table(doc, "severity").items():
         try:
             sev = int(k)
         except ValueError:
-            raise RoutingError("TOCSIN_ROUTING_FILE", f"severity.{k}: not 1, 2 or 3") from None
+            raise _fail(f"severity.{k}", "not 1, 2 or 3") from None
         if sev not in (1, 2, 3):
-            raise RoutingError("TOCSIN_ROUTING_FILE", f"severity.{k}: not 1, 2 or 3")
+            raise _fail(f"severity.{k}", "not 1, 2 or 3")
         by_severity[sev] = _dests(v, f"severity.{k}")
-    by_type = {str(t): _dests(v, f"types.{t}") for t, v in doc.get("types", {}).items()}
+    by_type = {str(t): _dests(v, f"types.{t}") for t, v in _table(doc, "types").items()}
     always = _dests(doc.get("always", []), "always")
-    receivers_doc = dict(doc.get("receivers", {}))
+    receivers_doc = dict(_table(doc, "receivers"))
     default = _receiver(receivers_doc.pop("default", {}), "receivers.default", ReceiverPolicy())
     receivers = {
         _check_destination(name, "receivers"): _receiver(v, f"receivers.{name}", default)
         for name, v in receivers_doc.items()
     }
     destinations: dict[str, dict[str, str]] = {}
-    for name, v in doc.get("destinations", {}).items():
+    for name, v in _table(doc, "destinations").items():
         _check_destination(name, "destinations")
-        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
-            raise RoutingError("TOCSIN_ROUTING_FILE", f"destinations.{name}: a table of *_env names")
+        if not isinstance(v, Mapping):
+            raise _fail(f"destinations.{name}", "a table of *_env names")
         bad = [k for k in v if not k.endswith("_env")]
         if bad:
-            raise RoutingError(
-                "TOCSIN_ROUTING_FILE",
-                f"destinations.{name}: {bad[0]} — settings are named by environment variable (keys ending in _env), never inline",
+            raise _fail(
+                f"destinations.{name}.{bad[0]}",
+                "settings are named by environment variable (keys ending in _env), never inline",
             )
+        if not all(isinstance(x, str) and x for x in v.values()):
+            raise _fail(f"destinations.{name}", "each *_env value names an environment variable")
         destinations[name] = dict(v)
     return RoutingPolicy(by_severity, by_type, always, receivers, default, destinations)
 
