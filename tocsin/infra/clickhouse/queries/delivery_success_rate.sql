@@ -10,20 +10,20 @@
 SELECT
     channel,
     count()                                        AS deliveries,
-    countIf(delivered)                             AS delivered,
-    countIf(dead AND NOT delivered)                AS dead,
-    countIf(NOT delivered AND NOT dead)            AS in_progress,
-    sum(attempts)                                  AS attempts,
-    round(countIf(delivered) / count(), 4)         AS success_rate
+    countIf(is_delivered)                          AS delivered,
+    countIf(is_dead AND NOT is_delivered)          AS dead,
+    countIf(NOT is_delivered AND NOT is_dead)      AS in_progress,
+    sum(n_attempts)                                AS attempts,
+    round(delivered / deliveries, 4)               AS success_rate
 FROM
 (
     SELECT
         delivery_id,
         any(channel)          AS channel,
         min(started_at)       AS first_attempt_at,
-        max(status = 'sent')  AS delivered,
-        max(status = 'dead')  AS dead,
-        count()               AS attempts
+        max(status = 'sent')  AS is_delivered,
+        max(status = 'dead')  AS is_dead,
+        count()               AS n_attempts
     FROM tocsin.delivery_attempts FINAL
     WHERE status != 'skipped_duplicate'
       AND started_at >= {since:DateTime64(3, 'UTC')} - INTERVAL 1 DAY

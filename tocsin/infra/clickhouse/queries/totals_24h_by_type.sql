@@ -19,11 +19,11 @@ WITH
         GROUP BY type
     ),
     d AS (
-        SELECT type, count() AS deliveries, countIf(delivered) AS delivered
+        SELECT type, count() AS deliveries, countIf(is_delivered) AS delivered
         FROM
         (
             SELECT delivery_id, any(type) AS type, min(started_at) AS first_attempt_at,
-                   max(status = 'sent') AS delivered
+                   max(status = 'sent') AS is_delivered
             FROM tocsin.delivery_attempts FINAL
             WHERE status != 'skipped_duplicate'
               AND started_at >= {since:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
@@ -44,5 +44,4 @@ SELECT
     if(ifNull(d.deliveries, 0) = 0, NULL, round(d.delivered / d.deliveries, 4)) AS delivery_success_rate
 FROM a
 LEFT JOIN d ON d.type = a.type
-SETTINGS join_use_nulls = 1
 ORDER BY alerts DESC, type
