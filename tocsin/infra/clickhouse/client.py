@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,9 +239,12 @@ class Store:
     The client is thread-safe for this use (no HTTP session; chdb serializes per handle).
     """
 
-    def __init__(self, target: Target, client: Any) -> None:
+    def __init__(self, target: Target, client: Any, release: Callable[[], None] | None = None) -> None:
+        """Wrap a clickhouse-connect client; ``release`` runs on ``close`` (``open_store``
+        passes the client's own close, or the release of the shared chdb engine)."""
         self.target = target
         self._client = client
+        self._release = release
         self._closed = False
 
     # -- facts
@@ -400,13 +403,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        if self.kind == "chdb":
-            _release_chdb(self.target.path or "")
-        else:
-            try:
-                self._client.close()
-            except Exception:  # closing must not raise
-                log.debug("error closing the ClickHouse client", exc_info=True)
+        if self._release is None:
+            return
+        try:
+            self._release()
+        except Exception:  # closing must not raise
+            log.debug("error closing the ClickHouse client", exc_info=True)
 
     def __enter__(self) -> Store:
         return self
@@ -531,9 +533,11 @@ def open_store(dsn: str, *, connect_timeout: float = 10.0, send_receive_timeout:
     """
     target = parse_dsn(dsn)
     if target.kind == "chdb":
-        store = Store(target, _open_chdb(target))
+        path = target.path or ""
+        store = Store(target, _open_chdb(target), lambda: _release_chdb(path))
     else:
-        store = Store(target, _open_http(target, connect_timeout, send_receive_timeout))
+        client = _open_http(target, connect_timeout, send_receive_timeout)
+        store = Store(target, client, client.close)
     store._use_database()
     log.info("ClickHouse store %s open", target.redacted)
     return store
