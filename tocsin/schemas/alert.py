@@ -145,7 +145,11 @@ def sanitize_details(details: Any) -> dict[str, Any]:
     safe = json_safe(details)
     if not isinstance(safe, dict):
         raise ValueError("details must be a JSON object")
-    if _encoded_size(safe) <= DETAILS_MAX_BYTES:
+    try:
+        full = _encoded_size(safe)
+    except orjson.JSONEncodeError as exc:  # lone surrogates, say: not UTF-8
+        raise ValueError(f"details cannot be encoded as JSON: {exc}") from None
+    if full <= DETAILS_MAX_BYTES:
         return safe
     kept = dict(list(safe.items())[:DETAILS_MAX_KEYS])
     kept["_truncated"] = True
@@ -192,7 +196,10 @@ def parse_timestamp(v: Any) -> dt.datetime:
         raise ValueError("event_timestamp must be an RFC 3339 string with an offset")
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError("event_timestamp is naive: an offset such as Z or +02:00 is required")
-    return ts.astimezone(dt.UTC)
+    try:
+        return ts.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 and the like: no UTC year 1..9999
+        raise ValueError(f"event_timestamp is out of range in UTC: {v!r}") from None
 
 
 class AlertEvent(BaseModel):
