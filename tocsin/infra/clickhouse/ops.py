@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,14 +33,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table: text left-aligned, numbers right-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) and bool(rows)
-               for i in range(len(headers))]
+    numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
         out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
         return "  ".join(out).rstrip()
 
     return "\n".join([line(list(headers)), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, str):
+        return value == "-" or bool(re.fullmatch(r"-?\d+(\.\d+)?%", value))
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _cell(value: Any) -> str:
@@ -163,9 +169,18 @@ async def rebuild(
         consumer.assign(list(remaining))
         await consumer.seek_to_beginning(*remaining)
         done = 0
+        fixed: set[Any] = set()
         last_progress = time.monotonic()
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch_rows)
+            for tp in remaining - fixed:
+                # Some brokers (the embedded Tansu) answer ListOffsets with the end of the last
+                # record batch's first record; the first fetch's high watermark is the truth.
+                high = consumer.highwater(tp)
+                if high is not None:
+                    total += max(0, high - end[tp])
+                    end[tp] = max(end[tp], high)
+                    fixed.add(tp)
             events: list[tuple[str, Any]] = []
             for tp, messages in batches.items():
                 kind = kinds[tp.topic]
@@ -180,7 +195,7 @@ async def rebuild(
                 if progress_cb:
                     progress_cb(done, total)
             for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
+                if tp in fixed and await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
                     consumer.pause(tp)
             if remaining and time.monotonic() - last_progress > idle_timeout_s:
