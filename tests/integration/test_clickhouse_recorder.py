@@ -17,7 +17,13 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from tocsin.agents.recorder import Recorder
 from tocsin.errors import ConfigError, StoreError
-from tocsin.infra.clickhouse.client import Store, _path_locked_elsewhere, open_store, parse_dsn, redact_dsn
+from tocsin.infra.clickhouse.client import (
+    Store,
+    _path_locked_elsewhere,
+    open_store,
+    parse_dsn,
+    redact_dsn,
+)
 from tocsin.infra.clickhouse.ops import TABLES
 from tocsin.infra.clickhouse.samples import attempt, decision, synthetic_messages, wire
 from tocsin.schemas.messages import AttemptStatus, Outcome
