@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import enum
 import re
+import reprlib
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -88,10 +89,14 @@ def truncate_summary(text: str) -> str:
     return text
 
 
+_DEEP = reprlib.Repr()
+_DEEP.maxlevel, _DEEP.maxdict, _DEEP.maxlist, _DEEP.maxstring, _DEEP.maxother = 3, 20, 20, 512, 512
+
+
 def json_safe(value: Any, _depth: int = 0) -> Any:
     """Make a value JSON-safe: Decimal, datetime, UUID, exceptions and the rest as text."""
-    if _depth > 32:
-        return str(value)
+    if _depth > 32 and isinstance(value, Mapping | list | tuple | set | frozenset):
+        return _DEEP.repr(value)  # bounded, so it never recurses as deep as the value does
     if value is None or isinstance(value, bool | int | str):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
             return str(value)
