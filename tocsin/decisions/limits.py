@@ -56,7 +56,7 @@ class TokenBucket:
         return f"<TokenBucket {self.rate_per_s}/s burst={self.burst} tokens={self.tokens:.3f}>"
 
 
-class BreakerState(str, enum.Enum):
+class BreakerState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
