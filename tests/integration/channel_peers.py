@@ -167,14 +167,13 @@ class SmtpHandler:
 class SmtpPeer:
     """A real aiosmtpd server on 127.0.0.1 (plain SMTP, AUTH allowed without TLS)."""
 
-    def __init__(self, user: str | None = None, password: str | None = None) -> None:
+    def __init__(self, user: str | None = None, password: str | None = None, auth: bool = True) -> None:
         self.handler = SmtpHandler()
         self.user, self.password = user, password
         self.port = free_port()
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port,
-            authenticator=self._authenticate, auth_require_tls=False,
-        )
+        # without auth: no AUTH advertised (aiosmtpd wants TLS for it by default)
+        kwargs: dict[str, Any] = {"authenticator": self._authenticate, "auth_require_tls": False} if auth else {}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def _authenticate(self, server: Any, session: Session, envelope: Envelope, mechanism: str,
                       auth_data: Any) -> AuthResult:

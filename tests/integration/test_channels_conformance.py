@@ -456,6 +456,27 @@ async def test_email_bad_password_is_permanent_and_not_shown(smtp: SmtpPeer, log
     assert_no_secrets(logs, result, ch)
 
 
+@pytest.mark.parametrize("mismatch", ["no AUTH on the server", "no STARTTLS on the server"])
+async def test_email_settings_the_server_cannot_meet_are_permanent(mismatch: str,
+                                                                  logs: pytest.LogCaptureFixture) -> None:
+    peer = SmtpPeer(auth=False).start()
+    try:
+        ch = email_channel(peer.port)
+        if mismatch.endswith("STARTTLS on the server"):
+            ch.user, ch.password, ch.tls = None, None, "starttls"
+        result = await ch.send(make_command(destination="email:default"))
+    finally:
+        peer.stop()
+    assert_outcome(result, PERMANENT, Reason.CONFIG)
+    assert not peer.handler.messages
+    assert_no_secrets(logs, result, ch)
+
+
+async def test_email_without_credentials(smtp: SmtpPeer) -> None:
+    result = await email_channel(smtp.port, password=None).send(make_command(destination="email:default"))
+    assert result.ok and len(smtp.handler.messages) == 1
+
+
 async def test_email_closed_port_is_retryable(logs: pytest.LogCaptureFixture) -> None:
     ch = email_channel(free_port())
     result = await ch.send(make_command(destination="email:default"))

@@ -101,8 +101,13 @@ class EmailChannel(ChannelBase):
             return DeliveryResult(False, retryable, reason, code, self.redact(f"recipients refused: {exc}"))
         except (aiosmtplib.SMTPTimeoutError, TimeoutError) as exc:
             return DeliveryResult(False, True, Reason.TIMEOUT, None, self.redact(f"timeout: {exc}"))
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as exc:
             return DeliveryResult(False, True, Reason.CONNECTION, None,
+                                  self.redact(f"{type(exc).__name__}: {exc}"))
+        except aiosmtplib.SMTPException as exc:
+            # what is left is the server and our settings disagreeing (no STARTTLS, no AUTH,
+            # no SMTPUTF8): retrying cannot help, the configuration must change
+            return DeliveryResult(False, False, Reason.CONFIG, None,
                                   self.redact(f"{type(exc).__name__}: {exc}"))
         if errors:
             return DeliveryResult(False, True, Reason.SERVER_ERROR, None,
