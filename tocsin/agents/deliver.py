@@ -41,6 +41,8 @@ from .channels.base import DeliveryResult, redact
 
 log = logging.getLogger(__name__)
 
+READ_BATCH = 500
+READ_WITHIN_S = 0.002
 SENT = "sent"
 DEAD = "dead"
 DELIVERY_FAILED = "alert_delivery_failed"
@@ -121,8 +123,33 @@ class Dispatcher:
         self.heap: list[tuple[int, int, DeliveryCommand, Any]] = []
         self.seq = itertools.count()
         self.not_empty = asyncio.Condition()
-        self.space = asyncio.Semaphore(max(256, rt.settings.delivery_concurrency * 64))
+        self.space = asyncio.Semaphore(rt.settings.delivery_read_ahead)
         self.workers: list[asyncio.Task[None]] = []
+        self.read = 0
+        #: last offset read per partition, against the consumer's highwater: the read lag
+        self.read_offsets: dict[Any, int] = {}
+        self._lag = 0
+        self._lag_at = 0.0
+
+    def note_read(self, event: Any) -> None:
+        self.read += 1
+        self.read_offsets[event.message.tp] = event.message.offset
+
+    def lag(self) -> int:
+        """Commands on the broker not yet read (cached for a few ms)."""
+        now = time.monotonic()
+        if now - self._lag_at > 0.005:
+            consumer = self.rt.app.consumer
+            total = 0
+            for tp, offset in self.read_offsets.items():
+                try:
+                    hw = consumer.highwater(tp)
+                except Exception:  # not known yet
+                    hw = None
+                if hw:
+                    total += max(0, hw - offset - 1)
+            self._lag, self._lag_at = total, now
+        return self._lag
 
     def start(self) -> None:
         if not self.workers:
@@ -143,6 +170,10 @@ class Dispatcher:
 
     async def _work(self) -> None:
         while True:
+            # reading first: while fetched commands wait to be read (and there is room to read
+            # them), senders step aside, so a SEV1 behind a backlog is read, and overtakes, soon
+            while self.lag() > 0 and self.space._value > READ_BATCH:  # noqa: SLF001
+                await asyncio.sleep(0.002)
             async with self.not_empty:
                 while not self.heap:
                     await self.not_empty.wait()
@@ -253,21 +284,25 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
         await defer(rt, cmd, wait, AttemptStatus.RATE_LIMITED, Reason.RATE_LIMITED.value)
         return
     breaker = limits.breaker(cmd.destination)
-    if breaker is not None and not breaker.allow(mono):
-        await defer(rt, cmd, getattr(breaker, "reset_after_s", 5.0) / 2, AttemptStatus.CIRCUIT_OPEN,
-                    Reason.CIRCUIT_OPEN.value)
-        return
     started = utcnow()
-    try:
-        result = await asyncio.wait_for(channel.send(cmd), rt.settings.delivery_timeout_s * 1.5)
-    except TimeoutError:
-        result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
-    except Exception as exc:  # a channel bug must not lose the command
-        result = DeliveryResult(False, True, Reason.UNKNOWN, None,
-                                redact(f"{type(exc).__name__}: {exc}", channel_secrets(channel)))
+    if breaker is not None and not breaker.allow(mono):
+        # an open circuit spares the endpoint, not the schedule: the attempt counts, so the
+        # command still reaches its failover in time
+        result = DeliveryResult(False, True, Reason.CIRCUIT_OPEN, None,
+                                f"circuit open for {cmd.destination}")
+        failed_status = AttemptStatus.CIRCUIT_OPEN
+    else:
+        failed_status = AttemptStatus.FAILED
+        try:
+            result = await asyncio.wait_for(channel.send(cmd), rt.settings.delivery_timeout_s * 1.5)
+        except TimeoutError:
+            result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
+        except Exception as exc:  # a channel bug must not lose the command
+            result = DeliveryResult(False, True, Reason.UNKNOWN, None,
+                                    redact(f"{type(exc).__name__}: {exc}", channel_secrets(channel)))
+        if breaker is not None:  # a permanent 4xx means the endpoint is up: it does not trip
+            breaker.record(result.ok or not result.retryable, time.monotonic())
     finished = utcnow()
-    if breaker is not None:
-        breaker.record(result.ok, time.monotonic())
     metrics.delivery_latency.labels(cmd.channel).observe((finished - started).total_seconds())
     if result.ok:
         table[cmd.delivery_id] = SENT
@@ -278,7 +313,7 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     plan = plan_retry(cmd.attempt, cmd.max_attempts, cmd.backoff_s, result.retryable, finished,
                       result.retry_after_s)
     if plan.retry:
-        await record_attempt(rt, attempt_record(cmd, AttemptStatus.FAILED, started, finished, result))
+        await record_attempt(rt, attempt_record(cmd, failed_status, started, finished, result))
         nxt = cmd.model_copy(update={"attempt": cmd.attempt + 1, "not_before": plan.not_before,
                                      "last_error": result.error})
         await rt.topics.retry.send(key=cmd.delivery_id, value=nxt)
@@ -309,22 +344,32 @@ def register(rt: Runtime) -> None:
 
         async def deliver(stream: Any) -> None:
             dispatcher.start()
-            async for event in stream.noack().events():
+            # batches for a fast read-ahead (SEV1 can only overtake what was read); take_events
+            # acks each batch when it moves on, so every message gets one more reference here,
+            # released by the sender once its command was handled: offsets stay uncommitted
+            # until then.
+            async for events in stream.take_events(READ_BATCH, within=READ_WITHIN_S):
+                for event in events:
+                    event.message.incref()
+                    await read_one(event)
+
+        async def read_one(event: Any) -> None:
+            try:
+                cmd = DeliveryCommand.model_validate(event.value)
+            except (ValidationError, TypeError, ValueError) as exc:
+                log.error("bad delivery command at %s/%s@%s kept on the DLQ: %s", event.message.topic,
+                          event.message.partition, event.message.offset, str(exc)[:300])
                 try:
-                    cmd = DeliveryCommand.model_validate(event.value)
-                except (ValidationError, TypeError, ValueError) as exc:
-                    log.error("bad delivery command at %s/%s@%s kept on the DLQ: %s", event.message.topic,
-                              event.message.partition, event.message.offset, str(exc)[:300])
-                    try:
-                        await rt.topics.dlq.send(key=event.key, value={
-                            "error": f"invalid delivery command: {str(exc)[:500]}",
-                            "raw": event.value, "source": {"topic": event.message.topic,
-                                                           "partition": event.message.partition,
-                                                           "offset": event.message.offset}})
-                    finally:
-                        event.ack()
-                    continue
-                await dispatcher.submit(cmd, event)
+                    await rt.topics.dlq.send(key=event.key, value={
+                        "error": f"invalid delivery command: {str(exc)[:500]}",
+                        "raw": event.value, "source": {"topic": event.message.topic,
+                                                       "partition": event.message.partition,
+                                                       "offset": event.message.offset}})
+                finally:
+                    event.ack()
+                return
+            dispatcher.note_read(event)
+            await dispatcher.submit(cmd, event)
 
         deliver.__name__ = f"deliver_{channel}"
         app.agent(topic, name=f"{rt.settings.topic_prefix}.deliver.{channel}", concurrency=1)(deliver)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ def format_errors(exc: ValidationError) -> list[str]:
     return out or [str(exc)]
 
 
-def _raw_text(raw: bytes) -> tuple[str, str]:
+def _raw_text(raw: bytes) -> tuple[str, Literal["text", "base64"]]:
     try:
         return raw.decode("utf-8"), "text"
     except UnicodeDecodeError:

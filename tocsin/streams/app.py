@@ -46,7 +46,26 @@ class Runtime:
                     and self.extras.get("started"))
 
 
+def _tune_consumer(fetch_max_wait_ms: int) -> None:
+    """Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer; on the embedded
+    broker a fetch that touches paused or idle partitions waits that long, which put 1.5 s on
+    every hop. Apply our setting to the consumer it creates (aiokafka reads it at start)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    cls = driver.AIOKafkaConsumerThread
+    original = getattr(cls, "_tocsin_original_create", None) or cls._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms  # noqa: SLF001
+        return consumer
+
+    cls._tocsin_original_create = original  # type: ignore[attr-defined]
+    cls._create_worker_consumer = create  # type: ignore[method-assign]
+
+
 def make_faust_app(s: Settings) -> faust.App:
+    _tune_consumer(s.fetch_max_wait_ms)
     store = "memory://" if s.table_store == "memory" else "rocksdb://"
     return faust.App(
         s.app_id,

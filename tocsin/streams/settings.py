@@ -58,10 +58,13 @@ class Settings(BaseSettings):
     broker_heartbeat_interval_s: float = 1.0
     broker_rebalance_timeout_s: float = 6.0
     commit_interval_s: float = 1.0
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=5000)
 
     # delivery
     delivery_concurrency: int = Field(default=64, ge=1, le=4096)
     delivery_timeout_s: float = Field(default=10.0, gt=0)
+    #: commands read ahead per channel into the priority queue (SEV1 overtakes what is read)
+    delivery_read_ahead: int = Field(default=20_000, ge=1)
     # recording
     record_batch_rows: int = Field(default=10_000, ge=1)
     record_batch_s: float = Field(default=1.0, gt=0)

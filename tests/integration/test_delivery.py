@@ -1,0 +1,181 @@
+"""Reliable delivery on the real broker with a scripted HTTP receiver and aiosmtpd."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tocsin.schemas import DeliveryCommand, create_alert, delivery_id_for, dumps
+
+from .harness import HttpReceiver, SmtpReceiver, Stack, produce, read_topic
+from .test_pipeline import alert_bytes, bucket_time, delivery_env
+
+pytestmark = pytest.mark.integration
+
+FAST_ROUTING = """
+always = ["console:default"]
+[severity]
+1 = ["webhook:default"]
+2 = ["webhook:default"]
+3 = []
+[receivers.default]
+max_attempts = 4
+backoff_s = [0.2, 0.4, 0.8]
+[receivers."webhook:default"]
+failover = ["email:default"]
+"""
+
+
+def routing_file(tmp: Path, text: str = FAST_ROUTING) -> str:
+    p = tmp / "routing.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def attempts_of(msgs: list[dict], channel: str | None = None) -> list[dict]:
+    out = [m["value"] for m in msgs if channel is None or m["value"]["channel"] == channel]
+    return sorted(out, key=lambda a: (a["delivery_id"], a["attempt"], a["started_at"]))
+
+
+async def test_two_500s_then_200_gives_three_attempts_with_rising_delays(
+        stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
+    webhook.script = lambda req, n: 500 if n <= 2 else 200
+    await stack.start_worker(**delivery_env(webhook, smtp))  # the default schedule: 1 s, 2 s, ...
+    await produce(stack.bootstrap, stack.topic("alerts"),
+                  [alert_bytes(type="db_write_fail", severity=2, summary="db down", fingerprint="db:1",
+                               event_timestamp=bucket_time())])
+    reqs = await webhook.wait_for(lambda r: len(r) >= 3, timeout=30)
+    msgs = await read_topic(stack.bootstrap, stack.topic("attempts"),
+                            until=lambda ms: any(m["value"]["status"] == "sent" and m["value"]["channel"] == "webhook" for m in ms))
+    hook = attempts_of(msgs, "webhook")
+    assert [a["status"] for a in hook] == ["failed", "failed", "sent"]
+    assert [a["response_code"] for a in hook] == [500, 500, 200]
+    assert len({r.headers["Idempotency-Key"] for r in reqs}) == 1
+    gap1 = reqs[1].at - reqs[0].at
+    gap2 = reqs[2].at - reqs[1].at
+    assert 0.7 <= gap1 < gap2  # 1 s ±20 %, then 2 s ±20 %
+    assert gap2 >= 1.5
+
+
+async def test_400_is_permanent_dead_lettered_and_failed_over_to_email(
+        stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
+    webhook.script = lambda req, n: 400
+    await stack.start_worker(**delivery_env(webhook, smtp), TOCSIN_ROUTING_FILE=routing_file(stack.tmp))
+    await produce(stack.bootstrap, stack.topic("alerts"),
+                  [alert_bytes(type="order_failed_permanently", severity=2, summary="order lost",
+                               fingerprint="order:9", event_timestamp=bucket_time())])
+    mails = await smtp.wait_for(1)
+    dlq = await read_topic(stack.bootstrap, stack.topic("dlq"), min_count=1)
+    await asyncio.sleep(1.0)
+    assert len(webhook.requests) == 1
+    assert dlq[0]["value"]["destination"] == "webhook:default"
+    assert "HTTP 400" in dlq[0]["value"]["last_error"]
+    assert mails[0]["Subject"] == "[SEV2] order lost"
+    msgs = await read_topic(stack.bootstrap, stack.topic("attempts"), min_count=2)
+    statuses = {(a["channel"], a["status"]) for a in attempts_of(msgs)}
+    assert ("webhook", "dead") in statuses and ("email", "sent") in statuses
+
+
+async def test_429_retry_after_is_honoured(stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
+    def script(req, n):
+        if n == 1:
+            return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "2"})
+        return 200
+    webhook.script = script
+    await stack.start_worker(**delivery_env(webhook, smtp), TOCSIN_ROUTING_FILE=routing_file(stack.tmp))
+    await produce(stack.bootstrap, stack.topic("alerts"),
+                  [alert_bytes(type="db_write_fail", severity=2, summary="db", fingerprint="db:429",
+                               event_timestamp=bucket_time())])
+    reqs = await webhook.wait_for(lambda r: len(r) >= 2, timeout=20)
+    assert reqs[1].at - reqs[0].at >= 2.0  # the backoff alone would be 0.2 s
+
+
+async def test_endpoint_down_for_the_whole_schedule(stack: Stack, webhook: HttpReceiver,
+                                                     smtp: SmtpReceiver) -> None:
+    webhook.script = lambda req, n: 503
+    await stack.start_worker(**delivery_env(webhook, smtp), TOCSIN_ROUTING_FILE=routing_file(stack.tmp))
+    await produce(stack.bootstrap, stack.topic("alerts"),
+                  [alert_bytes(type="kill_switch_activated", severity=1, summary="kill switch on",
+                               fingerprint="ks:1", event_timestamp=bucket_time())])
+    # the alert's webhook delivery dies and fails over to email; so does the delivery of the
+    # alert_delivery_failed alert it raises (the circuit opened on the way), which raises nothing more
+    dlq = await read_topic(stack.bootstrap, stack.topic("dlq"), min_count=2, timeout=30)
+    await smtp.wait_for(2, timeout=30)
+    await asyncio.sleep(4.0)
+    decisions = await read_topic(stack.bootstrap, stack.topic("decisions"), min_count=2)
+    failed = [d for d in decisions if d["value"]["alert"]["type"] == "alert_delivery_failed"]
+    assert len(failed) == 1
+    assert failed[0]["value"]["alert"]["severity"] == 1
+    assert dlq[0]["value"]["destination"] == "webhook:default" and dlq[0]["value"]["attempt"] == 4
+    subjects = sorted(m["Subject"] for m in smtp.messages)
+    assert "[SEV1] kill switch on" in subjects
+    assert any(s.startswith("[SEV1] Delivery to webhook:default failed") for s in subjects)
+    assert len(dlq) == 2 and len(smtp.messages) == 2
+    attempts = await read_topic(stack.bootstrap, stack.topic("attempts"), min_count=10)
+    hook = [a["value"]["status"] for a in attempts if a["value"]["channel"] == "webhook"]
+    assert hook.count("dead") == 2 and len(hook) == 8
+    assert hook.count("circuit_open") >= 1 and len(webhook.requests) < 8  # the open circuit spared it
+
+
+async def test_sigkill_mid_stream_loses_nothing(stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
+    n_fp, per_fp = 500, 4
+    env = delivery_env(webhook, smtp)
+    w1 = await stack.start_worker(**env)
+    items = [alert_bytes(type="order_rejected", severity=2, summary=f"rejected {i}", account_id=f"acc{i % n_fp}",
+                         event_timestamp=bucket_time(i % 60)) for i in range(n_fp * per_fp)]
+    await produce(stack.bootstrap, stack.topic("alerts"), items)
+    await webhook.wait_for(lambda r: len(r) >= 100, timeout=60)
+    in_flight_cap = int(env.get("TOCSIN_DELIVERY_CONCURRENCY", "64"))
+    w1.kill()
+    killed_at = len(webhook.requests)
+    await stack.start_worker(**env)
+    reqs = await webhook.wait_for(lambda r: len({x.body["alert"]["fingerprint"] for x in r}) >= n_fp, timeout=120)
+    await asyncio.sleep(2.0)
+    reqs = webhook.requests
+    per_fp_ids: dict[str, set[str]] = {}
+    for r in reqs:
+        per_fp_ids.setdefault(r.body["alert"]["fingerprint"], set()).add(r.body["delivery_id"])
+    assert len(per_fp_ids) == n_fp  # every notified fingerprint reached the webhook
+    assert all(len(ids) == 1 for ids in per_fp_ids.values())  # one delivery_id per fingerprint
+    repeats = len(reqs) - n_fp
+    print(f"\nSIGKILL after {killed_at} webhook requests: {repeats} repeated POSTs (limit {in_flight_cap})")
+    assert repeats <= in_flight_cap
+    assert all(r.headers["Idempotency-Key"] == r.body["delivery_id"] for r in reqs)
+
+
+async def test_sev1_overtakes_a_backlog_of_5000_sev3(stack: Stack, webhook: HttpReceiver) -> None:
+    async def slow(req, n):  # noqa: ARG001 - aiohttp handler shape
+        return 200
+
+    def script(req, n):
+        return 200
+    webhook.script = script
+    await stack.start_worker(TOCSIN_WEBHOOK_DEFAULT_URL=webhook.url, TOCSIN_DELIVERY_CONCURRENCY="8")
+    now = dt.datetime.now(dt.UTC)
+
+    def command(i: int, severity: int) -> tuple[bytes, bytes]:
+        a = create_alert(type="storage_threshold", severity=severity, summary=f"s{severity} {i}",
+                         fingerprint=f"fs:{i}", event_timestamp=now)
+        key = f"{a.fingerprint}:0"
+        did = delivery_id_for(key, "webhook:default", "webhook:default")
+        cmd = DeliveryCommand(delivery_id=did, alert=a, dedupe_key=key, receiver="webhook:default",
+                              destination="webhook:default")
+        return did.encode(), dumps(cmd)
+
+    await produce(stack.bootstrap, stack.topic("deliveries.webhook"), [command(i, 3) for i in range(5000)])
+    await webhook.wait_for(lambda r: len(r) >= 50)
+    sent_at = time.time()
+    await produce(stack.bootstrap, stack.topic("deliveries.webhook"), [command(99999, 1)])
+    reqs = await webhook.wait_for(lambda r: any(x.body["alert"]["severity"] == 1 for x in r), timeout=30)
+    sev1 = next(x for x in reqs if x.body["alert"]["severity"] == 1)
+    sev3_before = sum(1 for x in reqs if x.at < sev1.at)
+    print(f"\nSEV1 delivered {sev1.at - sent_at:.3f}s after produce, behind {sev3_before} SEV3 of 5000")
+    assert sev1.at - sent_at < 1.0
+    assert sev3_before < 5000
