@@ -36,3 +36,9 @@ def register(rt: Any) -> None:
     except ImportError:
         return
     api.register(rt)
+
+    try:
+        from . import dashboard
+    except ImportError:
+        return
+    dashboard.register(rt)

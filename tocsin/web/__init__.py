@@ -1,0 +1,1 @@
+"""The dashboard's static files (``static/``), served at ``/`` by ``tocsin.streams.dashboard``."""
