@@ -179,3 +179,46 @@ async def test_sev1_overtakes_a_backlog_of_5000_sev3(stack: Stack, webhook: Http
     print(f"\nSEV1 delivered {sev1.at - sent_at:.3f}s after produce, behind {sev3_before} SEV3 of 5000")
     assert sev1.at - sent_at < 1.0
     assert sev3_before < 5000
+
+
+async def test_dlq_list_and_redrive(stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
+    import json
+    import subprocess
+    import sys
+
+    webhook.script = lambda req, n: 410 if n == 1 else 200  # gone, then fixed
+    env = {**delivery_env(webhook, smtp), "TOCSIN_ROUTING_FILE": routing_file(stack.tmp)}
+    await stack.start_worker(**env)
+    await produce(stack.bootstrap, stack.topic("alerts"),
+                  [alert_bytes(type="db_write_fail", severity=2, summary="orders db", fingerprint="db:dlq",
+                               event_timestamp=bucket_time())])
+    dlq = await read_topic(stack.bootstrap, stack.topic("dlq"), min_count=1)
+    did = dlq[0]["value"]["delivery_id"]
+    cli_env = {**stack.env, **env}
+
+    def tocsin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tocsin.streams.cli", *args], env=cli_env,
+                              capture_output=True, text=True, timeout=60)
+
+    listed = await asyncio.to_thread(tocsin, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["command"]["delivery_id"] for r in rows] == [did]
+    assert "HTTP 410" in rows[0]["error"]
+
+    dry = await asyncio.to_thread(tocsin, "dlq", "redrive", "--id", did, "--dry-run")
+    assert dry.returncode == 0 and "would redrive" in dry.stdout
+    await asyncio.sleep(1.0)
+    assert len(webhook.requests) == 1  # a dry run sends nothing
+
+    unknown = await asyncio.to_thread(tocsin, "dlq", "redrive", "--id", "nope")
+    assert unknown.returncode == 1 and "not on" in unknown.stderr
+
+    done = await asyncio.to_thread(tocsin, "dlq", "redrive", "--id", did)
+    assert done.returncode == 0, done.stderr
+    reqs = await webhook.wait_for(lambda r: len(r) >= 2)
+    assert reqs[1].body["delivery_id"] == did and reqs[1].headers["Idempotency-Key"] == did
+    again = await asyncio.to_thread(tocsin, "dlq", "redrive", "--all")  # delivered now: skipped
+    assert again.returncode == 0
+    await asyncio.sleep(1.5)
+    assert len(webhook.requests) == 2

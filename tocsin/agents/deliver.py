@@ -254,7 +254,8 @@ async def dead_letter(rt: Runtime, cmd: DeliveryCommand, error: str | None) -> N
         if topic is not None:
             await topic.send(key=fo.delivery_id, value=fo)
     # one failure alert per dead primary delivery of a SEV1, never about itself
-    if cmd.alert.severity == 1 and cmd.alert.type != DELIVERY_FAILED and cmd.failover_of is None:
+    if (cmd.alert.severity == 1 and cmd.alert.type != DELIVERY_FAILED and cmd.failover_of is None
+            and not cmd.redriven):
         alert = failure_alert(cmd, error)
         await rt.topics.alerts.send(key=alert.fingerprint.encode(),
                                     value=rt.extras["dumps"](alert))

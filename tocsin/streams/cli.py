@@ -134,7 +134,7 @@ def schema() -> None:
 
 @cli.command()
 def send(
-    type: str = typer.Option(None, "--type", help="alert type, e.g. order_rejected"),
+    type_: str = typer.Option(None, "--type", help="alert type, e.g. order_rejected"),
     severity: str = typer.Option(None, "--severity", help="1, 2, 3 or SEV1..SEV3"),
     summary: str = typer.Option(None, "--summary"),
     fingerprint: str = typer.Option(None, "--fingerprint"),
@@ -162,11 +162,11 @@ def send(
             text = sys.stdin.read() if raw_json == "-" else raw_json
             event = AlertEvent.model_validate_json(text)
         else:
-            missing = [n for n, v in (("--type", type), ("--severity", severity), ("--summary", summary)) if not v]
+            missing = [n for n, v in (("--type", type_), ("--severity", severity), ("--summary", summary)) if not v]
             if missing:
                 fail(f"missing {', '.join(missing)} (or give the whole event with --json)")
             det = json.loads(details) if details else None
-            event = create_alert(type, severity, summary, fingerprint=fingerprint, account_id=account_id,
+            event = create_alert(type_, severity, summary, fingerprint=fingerprint, account_id=account_id,
                                  symbol=symbol, strategy_id=strategy_id, run_id=run_id, details=det,
                                  source=source, action=action, resolves=resolves,
                                  requires_action=requires_action, event_timestamp=event_timestamp)
@@ -184,6 +184,7 @@ def send(
         try:
             await asyncio.wait_for(p.start(), 15)
         except Exception as exc:
+            await p.stop()
             raise TocsinError(f"cannot reach Kafka at {s.kafka_bootstrap}: {type(exc).__name__}") from None
         try:
             md = await p.send_and_wait(f"{s.topic_prefix}.alerts", dumps(event), key=event.fingerprint.encode())
@@ -201,7 +202,8 @@ def send(
 
 def _register_optional() -> None:
     """Commands built in their own modules (ClickHouse, replay, DLQ, bench)."""
-    for mod in ("tocsin.streams.cli_ops",):
+    for mod in ("tocsin.streams.cli_ops", "tocsin.streams.cli_dlq", "tocsin.streams.cli_store",
+                "tocsin.streams.cli_bench"):
         try:
             __import__(mod)
         except ImportError as exc:
@@ -210,6 +212,8 @@ def _register_optional() -> None:
 
 
 def main() -> None:
+    # client commands print one clear line on failure; the Kafka client's own retries stay quiet
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     _register_optional()
     try:
         cli()
@@ -219,4 +223,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run through the package module, so commands registered on it by other modules are seen
+    from tocsin.streams.cli import main as _main
+
+    _main()
