@@ -71,6 +71,7 @@
     return `${Math.floor(s / 86400)}d ago`;
   }
 
+  const fmtMs = (ms) => (typeof ms !== "number" ? "–" : ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`);
   const fmtInt = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "–");
 
   // ---- API ------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@
         h("td", {}, h("span", { class: `result ${ok ? "result-ok" : "result-bad"}` }, d.status),
           d.reason && d.reason !== "ok" ? h("span", { class: "muted small" }, ` ${d.reason}`) : null),
         h("td", { class: "num" }, d.response_code ?? "–"),
-        h("td", { class: "num" }, typeof d.latency_ms === "number" ? `${Math.round(d.latency_ms)} ms` : "–"),
+        h("td", { class: "num" }, fmtMs(d.latency_ms)),
         h("td", { class: "when" }, h("time", { datetime: d.finished_at }, clock(d.finished_at))),
         h("td", { class: "error-text" }, d.error || ""));
     }));
@@ -441,6 +442,7 @@
       renderDeliveries(null);
     }
     setConnection(!failed, failed && failed.reason);
+    document.body.dataset.stale = list.status === "rejected" ? "true" : "false";
     document.body.dataset.loaded = "true";
     schedule();
   }
