@@ -85,6 +85,9 @@
   }
 
   async function api(path, options = {}) {
+    // reads are open by contract; a stored token goes along in case the worker protects them
+    const token = getToken();
+    const auth = token ? { Authorization: `Bearer ${token}` } : {};
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
     let resp;
@@ -93,7 +96,7 @@
         ...options,
         cache: "no-store",
         signal: ctl.signal,
-        headers: { Accept: "application/json", ...(options.headers || {}) },
+        headers: { Accept: "application/json", ...auth, ...(options.headers || {}) },
       });
     } catch (_) {
       clearTimeout(timer);
@@ -175,6 +178,12 @@
       el.textContent = err && err.status === 0 ? "API unreachable · retrying" : "API error · retrying";
       state.errors.conn = describe(err, "Cannot load alerts") +
         ` Retrying every ${REFRESH_MS / 1000} s; the data shown may be stale.`;
+      if (err && err.status === 401) {
+        state.errors.conn = getToken()
+          ? "The API rejected the stored token (401). Enter a valid token."
+          : "This worker requires the API token to read alerts (401). Enter it above.";
+        if (getToken()) askToken(null); else renderToken();
+      }
       if (err && err.status === 404) {
         state.errors.conn = "This worker serves no alert API (404 on /api/alerts). Retrying.";
       }
