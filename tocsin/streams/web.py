@@ -31,6 +31,10 @@ def register(rt: Any) -> None:
     async def prometheus(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    from . import sqlapi
+
+    sqlapi.register(rt)
+
     try:
         from . import api
     except ImportError:

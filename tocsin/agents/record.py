@@ -1,0 +1,121 @@
+"""The record agent: ``P.decisions``, ``P.attempts`` and ``P.lifecycle`` into ClickHouse.
+
+Batches by size and time (``TOCSIN_RECORD_BATCH_ROWS`` / ``TOCSIN_RECORD_BATCH_S``), inserts
+columnar through the ``Recorder``, and lets Faust commit a batch's offsets only after its
+insert succeeded. ClickHouse unreachable or failing: the Recorder backs off and retries the
+same batch (nothing is lost; a retried batch carries the same deduplication token), while
+the other agents, delivery included, go on. A malformed message is kept on ``P.dlq`` with
+its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from typing import Any
+
+from ..errors import StoreError, TocsinError
+from ..streams import metrics
+from ..streams.app import Runtime
+from .recorder import Recorder, kind_for_topic
+
+log = logging.getLogger(__name__)
+
+#: Test hook: make the first N inserts fail with the real driver's error (see tests).
+FAULTS_ENV = "TOCSIN_RECORD_INJECT_FAULTS"
+
+
+class FaultyStore:
+    """Wraps the real store: its first ``n`` inserts raise the real client's own error, by
+    sending the real client a statement ClickHouse rejects. Used only when ``FAULTS_ENV`` is set."""
+
+    def __init__(self, store: Any, n: int) -> None:
+        self._store = store
+        self.remaining = n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def insert(self, table: str, rows: Any, dedup_token: str | None = None) -> Any:
+        if self.remaining > 0:
+            self.remaining -= 1
+            self._store.insert("tocsin.no_such_table_injected_fault", rows, dedup_token)
+        return self._store.insert(table, rows, dedup_token)
+
+
+async def open_recorder(rt: Runtime) -> Recorder:
+    """Open and migrate the store, retrying with backoff until ClickHouse answers."""
+    from ..infra.clickhouse.client import open_store
+
+    s = rt.settings
+    delay, last = 0.5, None
+    while True:
+        try:
+            store = await asyncio.to_thread(open_store, s.clickhouse_dsn)
+            await asyncio.to_thread(store.migrate)
+            break
+        except StoreError as exc:
+            if str(exc) != last:
+                log.error("recording waits for ClickHouse (retrying): %s", exc)
+                last = str(exc)
+            metrics.record_failures.inc()
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, 30.0)
+    if last is not None:
+        log.info("ClickHouse reachable again: recording resumes")
+    faults = int(os.environ.get(FAULTS_ENV, "0") or 0)
+    if faults:
+        log.warning("%s=%d: the first %d inserts will fail on purpose", FAULTS_ENV, faults, faults)
+        store = FaultyStore(store, faults)
+    rt.extras["store"] = store
+    return Recorder.from_settings(store, s, backoff_s=0.2, backoff_max_s=10.0)
+
+
+def register(rt: Runtime) -> None:
+    app, topics, s = rt.app, rt.topics, rt.settings
+    names = [topics.decisions.get_topic_name(), topics.attempts.get_topic_name(),
+             topics.lifecycle.get_topic_name()]
+    source = app.topic(*names, key_serializer="raw", value_serializer="tocsin", partitions=s.partitions)
+    prefix = s.topic_prefix
+    holder: dict[str, Recorder] = {}
+
+    opened = asyncio.Event()
+
+    @app.task
+    async def _open() -> None:  # open (and migrate) at start, so queries work from the first second
+        holder["r"] = await open_recorder(rt)
+        opened.set()
+
+    @app.agent(source, name=f"{prefix}.record", concurrency=1)
+    async def record(stream: Any) -> None:
+        async for events in stream.take_events(s.record_batch_rows, within=s.record_batch_s):
+            await opened.wait()
+            recorder = holder["r"]
+            batch = []
+            for ev in events:
+                kind = kind_for_topic(ev.message.topic, prefix)
+                if kind is not None:
+                    batch.append((kind, ev.value))
+            try:
+                before = recorder.rows_inserted
+                failures = recorder.failures
+                rejects = await recorder.record_batch(batch)
+                metrics.record_failures.inc(recorder.failures - failures)
+                metrics.recorded_rows.labels("all").inc(recorder.rows_inserted - before)
+            except TocsinError:  # only with max_retries; keep the loop alive
+                log.exception("recording failed")
+                continue
+            for r in rejects:
+                try:
+                    await topics.dlq.send(key=None, value={"error": f"record {r.kind}: {r.error}",
+                                                           "kind": r.kind, "raw": r.value})
+                except Exception:
+                    log.exception("could not keep a rejected %s message", r.kind)
+
+    @app.timer(interval=5.0)
+    async def _flush_idle() -> None:  # nothing pending normally: record_batch flushes each batch
+        r = holder.get("r")
+        if r is not None and r.pending and r.due():
+            await r.flush()

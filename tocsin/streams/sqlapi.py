@@ -1,0 +1,87 @@
+"""Read-only SQL through a running worker: chdb allows one engine per process, so while a
+worker holds the embedded store, ``tocsin sql`` and ``tocsin stats`` ask the worker.
+
+``POST /api/sql`` ``{"sql": "SELECT ..."}`` → ``{"columns": [...], "rows": [[...], ...]}``;
+``GET /api/sql/stats`` → the text of ``tocsin stats``. When ``TOCSIN_API_TOKEN`` is set both
+need it as a bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+import orjson
+
+from ..errors import ReadOnlyError, StoreError
+
+
+def _authorized(rt: Any, request: Any) -> bool:
+    token = rt.settings.api_token
+    if token is None:
+        return True
+    given = request.headers.get("Authorization", "")
+    expected = "Bearer " + token.get_secret_value()
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def register(rt: Any) -> None:
+    app = rt.app
+
+    def _json(web: Any, body: Any, status: int = 200) -> Any:
+        return web.bytes(orjson.dumps(body, default=str), content_type="application/json", status=status)
+
+    from faust import web as faust_web
+
+    async def sql(web: Any, request: Any) -> Any:
+        if not _authorized(rt, request):
+            return _json(web, {"error": "a valid bearer token is required"}, 401)
+        store = rt.extras.get("store")
+        if store is None:
+            return _json(web, {"error": "this worker has no ClickHouse store open (yet)"}, 503)
+        try:
+            body = orjson.loads(await request.read())
+            name, params, text = body.get("name"), body.get("params") or {}, body.get("sql")
+            if not (isinstance(text, str) or isinstance(name, str)) or not isinstance(params, dict):
+                raise TypeError
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            return _json(web, {"error": "expected a JSON body {\"sql\": \"SELECT ...\"} or {\"name\": ..., \"params\": {...}}"}, 400)
+        from ..infra.clickhouse.queries import run_query
+
+        try:
+            if name:
+                columns, rows = await asyncio.to_thread(run_query, store, name, **params)
+            else:
+                columns, rows = await asyncio.to_thread(store.query_readonly, text)
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            return _json(web, {"error": str(exc)}, 400)
+        except ReadOnlyError as exc:
+            return _json(web, {"error": str(exc)}, 400)
+        except StoreError as exc:
+            return _json(web, {"error": str(exc)}, 422)
+        return _json(web, {"columns": columns, "rows": [list(r) for r in rows]})
+
+    class SqlView(faust_web.View):
+        async def post(self, request: Any, **kw: Any) -> Any:
+            return await sql(self, request)
+
+        async def get(self, request: Any, **kw: Any) -> Any:
+            return _json(self, {"error": "POST a JSON body {\"sql\": \"SELECT ...\"}"}, 405)
+
+    app.page("/api/sql")(SqlView)
+
+    @app.page("/api/sql/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        if not _authorized(rt, request):
+            return _json(web, {"error": "a valid bearer token is required"}, 401)
+        store = rt.extras.get("store")
+        if store is None:
+            return _json(web, {"error": "this worker has no ClickHouse store open (yet)"}, 503)
+        from ..infra.clickhouse.ops import stats_text
+
+        try:
+            text = await asyncio.to_thread(stats_text, store)
+        except StoreError as exc:
+            return _json(web, {"error": str(exc)}, 422)
+        return web.text(text)
