@@ -1,0 +1,57 @@
+"""`tocsin dev` (what `make dev` runs) then `tocsin send`: the notification shows on the
+console and in the file channel; Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tocsin.infra.broker import free_port, port_open
+
+from .harness import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+    kafka, web = free_port(), free_port()
+    env.update({"TOCSIN_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}", "TOCSIN_WEB_PORT": str(web),
+                "PYTHONUNBUFFERED": "1"})
+    out = open(tmp_path / "dev.out", "wb")  # noqa: SIM115
+    dev = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "dev"], cwd=tmp_path, env=env,
+                           stdout=out, stderr=subprocess.STDOUT)
+    try:
+        probe = WorkerProcess({**env}, tmp_path / "dev.out")
+        probe.proc = dev
+        health = await probe.wait_ready()
+        assert "file:default" in health["destinations"]
+        sent = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "tocsin.streams.cli", "send", "--type", "order_rejected", "--severity", "1",
+             "--summary", "Order 42 rejected by venue", "--account-id", "ACC1"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        alert_id = json.loads(sent.stdout)["alert_id"]
+        jsonl = tmp_path / ".tocsin" / "notifications.jsonl"
+        deadline = time.monotonic() + 30
+        while not (jsonl.exists() and alert_id in jsonl.read_text()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        line = json.loads(jsonl.read_text().splitlines()[0])
+        assert line["alert"]["alert_id"] == alert_id and line["text"] == "[SEV1] Order 42 rejected by venue"
+        console = (tmp_path / "dev.out").read_text()
+        assert f"[SEV1] Order 42 rejected by venue fingerprint=order_rejected:ACC1:: alert_id={alert_id}" in console
+    finally:
+        dev.send_signal(signal.SIGINT)  # Ctrl-C
+        rc = await asyncio.to_thread(dev.wait, 60)
+        out.close()
+    assert rc in (0, 130, -signal.SIGINT)
+    assert not port_open("127.0.0.1", kafka) and not port_open("127.0.0.1", web)
