@@ -100,7 +100,9 @@ def row(page: Page, fingerprint: str) -> Any:
 
 @needs_chromium
 async def test_dashboard_in_chromium(stack: Stack) -> None:
-    w = await stack.start_worker(TOCSIN_API_TOKEN=TOKEN)
+    # the API answers from the recorded store: record, in small batches
+    w = await stack.start_worker(TOCSIN_API_TOKEN=TOKEN, TOCSIN_RECORD_ENABLED="true",
+                                 TOCSIN_RECORD_BATCH_S="0.2")
     await produce(stack.bootstrap, stack.topic("alerts"),
                   [(ev.fingerprint.encode(), dumps(ev)) for ev in
                    (create_alert(**a, event_timestamp=event_time(i)) for i, a in enumerate(ALERTS))])
