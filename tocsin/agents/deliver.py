@@ -14,6 +14,7 @@ or, permanent/exhausted, ``P.dlq`` + the failover receiver + (SEV1) an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import heapq
 import itertools
@@ -130,6 +131,8 @@ class Dispatcher:
         self.read_offsets: dict[Any, int] = {}
         self._lag = 0
         self._lag_at = 0.0
+        #: set by the reader when it has read everything fetched so far
+        self.caught_up = asyncio.Event()
 
     def note_read(self, event: Any) -> None:
         self.read += 1
@@ -172,8 +175,10 @@ class Dispatcher:
         while True:
             # reading first: while fetched commands wait to be read (and there is room to read
             # them), senders step aside, so a SEV1 behind a backlog is read, and overtakes, soon
-            while self.lag() > 0 and self.space._value > READ_BATCH:  # noqa: SLF001
-                await asyncio.sleep(0.002)
+            if self.lag() > 0 and self.space._value > READ_BATCH:  # noqa: SLF001
+                self.caught_up.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.caught_up.wait(), 0.05)
             async with self.not_empty:
                 while not self.heap:
                     await self.not_empty.wait()
@@ -353,6 +358,8 @@ def register(rt: Runtime) -> None:
                 for event in events:
                     event.message.incref()
                     await read_one(event)
+                if dispatcher.lag() == 0:
+                    dispatcher.caught_up.set()
 
         async def read_one(event: Any) -> None:
             try:

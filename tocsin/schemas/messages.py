@@ -152,3 +152,46 @@ class InvalidAlert(BaseModel):
 def as_record(model: BaseModel) -> dict[str, Any]:
     """The python-mode dump the codec turns into JSON."""
     return model.model_dump(mode="python")
+
+
+# --------------------------------------------------------------------------- fast records
+# The throttle builds its outgoing messages as plain dicts (no per-message model validation);
+# tests/unit/test_records.py checks that each validates as its model and dumps identically.
+
+
+def decision_record(decision_id: uuid.UUID, alert: dict[str, Any], dedupe_key: str, outcome: Outcome,
+                    reason: str, window_start: dt.datetime, suppressed_count: int,
+                    destinations: list[str], decided_at: dt.datetime) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id,
+        "alert": alert,
+        "dedupe_key": dedupe_key,
+        "outcome": outcome.value,
+        "reason": reason,
+        "window_start": window_start,
+        "suppressed_count": suppressed_count,
+        "destinations": destinations,
+        "decided_at": decided_at,
+    }
+
+
+def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, receiver: str,
+                   destination: str, max_attempts: int, backoff_s: list[float], suppressed_count: int,
+                   failover: list[str], created_at: dt.datetime) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "alert": alert,
+        "dedupe_key": dedupe_key,
+        "receiver": receiver,
+        "destination": destination,
+        "attempt": 1,
+        "max_attempts": max_attempts,
+        "backoff_s": backoff_s,
+        "not_before": None,
+        "suppressed_count": suppressed_count,
+        "failover": failover,
+        "failover_of": None,
+        "last_error": None,
+        "redriven": False,
+        "created_at": created_at,
+    }
