@@ -36,3 +36,5 @@ recorded_rows = Counter("tocsin_recorded_rows_total", "Rows inserted into ClickH
                         registry=REGISTRY)
 record_failures = Counter("tocsin_record_failures_total", "Failed ClickHouse inserts (retried)",
                           registry=REGISTRY)
+lifecycle_actions = Counter("tocsin_lifecycle_actions_total", "On-call actions through the API", ["action"],
+                            registry=REGISTRY)

@@ -5,7 +5,7 @@ worker restores it and decides exactly as before.
 |---------------|--------------|-----------------------------------------|----------------------|
 | throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s`` |
 | deliveries    | delivery_id  | "sent" / "dead"                         | plain                |
-| status        | fingerprint  | alert status (active/acknowledged/...)  | plain                |
+| status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
         "deliveries", default=None, partitions=partitions, key_type=str,
         help="delivery state per delivery_id: a command delivered once is never sent again",
     )
-    status = app.Table(
+    # global: every worker's web view lists every alert, whichever worker folds it
+    status = app.GlobalTable(
         "status", default=None, partitions=partitions, key_type=str,
         help="alert status per fingerprint (lifecycle)",
     )

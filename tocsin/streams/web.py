@@ -27,6 +27,49 @@ def register(rt: Any) -> None:
         }
         return web.json(body, status=200 if ready else 503)
 
+    @app.timer(interval=5.0)
+    async def _gauges() -> None:
+        """Consumer lag per topic and the DLQ's size, for /metrics."""
+        if not rt.ready():
+            return
+        consumer = app.consumer
+        lag: dict[str, int] = {}
+        read = getattr(consumer, "_read_offset", {})
+        for tp in consumer.assignment():
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:
+                continue
+            if hw is None:
+                continue
+            done = read.get(tp)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - ((done + 1) if done is not None else 0))
+        for topic, n in lag.items():
+            metrics.consumer_lag.labels(topic).set(n)
+        try:
+            metrics.dlq_size.set(await dlq_size())
+        except Exception:
+            log.debug("DLQ size unavailable", exc_info=True)
+
+    client: dict[str, Any] = {}
+
+    async def dlq_size() -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        c = client.get("c")
+        if c is None:
+            c = client["c"] = AIOKafkaConsumer(bootstrap_servers=rt.settings.kafka_bootstrap,
+                                               enable_auto_commit=False)
+            await c.start()
+        topic = rt.topics.dlq.get_topic_name()
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return 0
+        ends = await c.end_offsets(tps)
+        begins = await c.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -427,7 +427,7 @@
       api("/api/alerts/stats"),
       api("/api/alerts?status=active&limit=1"),
       api("/api/alerts?status=acknowledged&limit=1"),
-      selected ? api(`/api/alerts/${encodeURIComponent(selected.alert_id)}/deliveries`) : Promise.resolve(null),
+      selected ? api(`/api/alerts/${encodeURIComponent(selected.notified_alert_id || selected.alert_id)}/deliveries`) : Promise.resolve(null),
     ]);
     if (seq !== state.seq) return;   // a newer refresh is under way
 

@@ -1,0 +1,214 @@
+"""The on-call API on the worker's web server.
+
+``GET  /api/alerts``                     alerts by fingerprint, filtered, paged, with ``total``
+``GET  /api/alerts/stats``               24-hour totals and the delivery success rate
+``GET  /api/alerts/{alert_id}/deliveries`` every delivery attempt of one alert
+``POST /api/alerts/{fingerprint}/acknowledge|resolve|dismiss``  bearer ``TOCSIN_API_TOKEN``
+
+The alert list reads the status table (every worker holds all of it); stats and attempts
+read ClickHouse through the store the record agent opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from faust import web as faust_web
+
+from ..errors import StoreError
+from ..schemas.alert import parse_timestamp
+from ..schemas.codec import dumps
+from ..schemas.messages import LifecycleAction, LifecycleEvent
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("active", "acknowledged", "resolved", "dismissed")
+MAX_LIMIT = 500
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _json(web: Any, body: Any, status: int = 200) -> Any:
+    return web.bytes(orjson.dumps(body, default=str), content_type="application/json", status=status)
+
+
+def parse_filters(q: Any) -> dict[str, Any]:
+    """Query parameters → filters; ``BadRequest`` names the bad one."""
+    f: dict[str, Any] = {}
+    if q.get("severity"):
+        try:
+            sev = int(str(q["severity"]).upper().removeprefix("SEV"))
+        except ValueError:
+            raise BadRequest("severity: expected 1, 2 or 3") from None
+        if sev not in (1, 2, 3):
+            raise BadRequest("severity: expected 1, 2 or 3")
+        f["severity"] = sev
+    if q.get("status"):
+        wanted = [x.strip() for x in str(q["status"]).split(",") if x.strip()]
+        bad = [x for x in wanted if x not in STATUSES]
+        if bad:
+            raise BadRequest(f"status: {bad[0]!r} is not one of {', '.join(STATUSES)}")
+        f["status"] = set(wanted)
+    for name in ("type", "symbol", "strategy_id"):
+        if q.get(name):
+            f[name] = str(q[name])
+    for name in ("since", "until"):
+        if q.get(name):
+            try:
+                f[name] = parse_timestamp(str(q[name]))
+            except ValueError as exc:
+                raise BadRequest(f"{name}: {exc}") from None
+    try:
+        f["offset"] = int(q.get("offset") or 0)
+        f["limit"] = int(q.get("limit") or 50)
+    except ValueError:
+        raise BadRequest("offset and limit must be whole numbers") from None
+    if f["offset"] < 0 or not 1 <= f["limit"] <= MAX_LIMIT:
+        raise BadRequest(f"offset must be >= 0 and limit 1..{MAX_LIMIT}")
+    return f
+
+
+def matches(s: dict[str, Any], f: dict[str, Any]) -> bool:
+    if "severity" in f and s.get("severity") != f["severity"]:
+        return False
+    if "status" in f and s.get("status") not in f["status"]:
+        return False
+    if "type" in f and s.get("type") != f["type"]:
+        return False
+    entity = s.get("entity") or {}
+    if "symbol" in f and entity.get("symbol") != f["symbol"]:
+        return False
+    if "strategy_id" in f and entity.get("strategy_id") != f["strategy_id"]:
+        return False
+    last = s.get("last_seen")
+    if ("since" in f or "until" in f) and not last:
+        return False
+    if last:
+        t = dt.datetime.fromisoformat(last.replace("Z", "+00:00"))
+        if "since" in f and t < f["since"]:
+            return False
+        if "until" in f and t >= f["until"]:
+            return False
+    return True
+
+
+def list_alerts(statuses: list[dict[str, Any]], f: dict[str, Any]) -> dict[str, Any]:
+    hits = [s for s in statuses if s.get("alert_id") and matches(s, f)]
+    hits.sort(key=lambda s: (s.get("last_seen") or "", s["fingerprint"]), reverse=True)
+    page = hits[f["offset"]: f["offset"] + f["limit"]]
+    return {"total": len(hits), "offset": f["offset"], "limit": f["limit"], "items": page}
+
+
+def stats_from_statuses(statuses: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
+    """Fallback when recording is off: fingerprints last seen in 24 h (not every occurrence)."""
+    since = (now - dt.timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+    recent = [s for s in statuses if (s.get("last_seen") or "") >= since and s.get("alert_id")]
+    by_sev: dict[str, int] = {"1": 0, "2": 0, "3": 0}
+    by_type: dict[str, int] = {}
+    for s in recent:
+        by_sev[str(s["severity"])] = by_sev.get(str(s["severity"]), 0) + s["occurrences"]
+        by_type[s["type"]] = by_type.get(s["type"], 0) + s["occurrences"]
+    return {"total_24h": sum(by_sev.values()), "by_severity": by_sev, "by_type": by_type,
+            "delivery_success_rate": None, "source": "status table (recording is off)"}
+
+
+def bearer_ok(rt: Any, header: str | None) -> bool | None:
+    """None: no token configured (writes refused); else whether the header carries it."""
+    token = rt.settings.api_token
+    if token is None:
+        return None
+    expected = ("Bearer " + token.get_secret_value()).encode()
+    return hmac.compare_digest((header or "").encode(), expected)
+
+
+def register(rt: Any) -> None:
+    app = rt.app
+    table = rt.tables.status
+
+    def statuses() -> list[dict[str, Any]]:
+        return [v for v in table.values() if isinstance(v, dict)]
+
+    class Alerts(faust_web.View):
+        async def get(self, request: Any, **kw: Any) -> Any:
+            try:
+                f = parse_filters(request.query)
+            except BadRequest as exc:
+                return _json(self, {"error": str(exc)}, 400)
+            return _json(self, list_alerts(statuses(), f))
+
+    class Stats(faust_web.View):
+        async def get(self, request: Any, **kw: Any) -> Any:
+            now = dt.datetime.now(dt.UTC)
+            store = rt.extras.get("store")
+            if store is None:
+                return _json(self, stats_from_statuses(statuses(), now))
+            from ..infra.clickhouse.queries import stats_24h
+
+            try:
+                body = await asyncio.to_thread(stats_24h, store, now)
+                body["by_severity"] = {k.removeprefix("SEV"): v for k, v in body["by_severity"].items()}
+            except StoreError as exc:
+                log.warning("stats from ClickHouse failed: %s", exc)
+                body = stats_from_statuses(statuses(), now)
+            return _json(self, body)
+
+    class Deliveries(faust_web.View):
+        async def get(self, request: Any, alert_id: str, **kw: Any) -> Any:
+            try:
+                aid = uuid.UUID(alert_id)
+            except ValueError:
+                return _json(self, {"error": f"alert_id: {alert_id!r} is not a UUID"}, 400)
+            store = rt.extras.get("store")
+            if store is None:
+                return _json(self, {"error": "recording is off on this worker: no attempts to show"}, 503)
+            from ..infra.clickhouse.queries import as_dicts, run_query
+
+            try:
+                cols, rows = await asyncio.to_thread(run_query, store, "attempts_of_alert", alert_id=str(aid))
+            except StoreError as exc:
+                return _json(self, {"error": str(exc)}, 503)
+            return _json(self, {"alert_id": str(aid), "items": as_dicts(cols, rows)})
+
+    class Action(faust_web.View):
+        async def post(self, request: Any, fingerprint: str, action: str, **kw: Any) -> Any:
+            try:
+                act = LifecycleAction(action)
+            except ValueError:
+                return _json(self, {"error": f"unknown action {action!r}: acknowledge, resolve or dismiss"}, 404)
+            ok = bearer_ok(rt, request.headers.get("Authorization"))
+            if ok is None:
+                return _json(self, {"error": "writes disabled: set TOCSIN_API_TOKEN"}, 403)
+            if not ok:
+                return _json(self, {"error": "a valid bearer token is required"}, 401)
+            fp = unquote(fingerprint)
+            body: dict[str, Any] = {}
+            raw = await request.read()
+            if raw:
+                try:
+                    body = orjson.loads(raw)
+                    if not isinstance(body, dict):
+                        raise TypeError
+                except (orjson.JSONDecodeError, TypeError):
+                    return _json(self, {"error": "body must be a JSON object {\"by\": ..., \"note\": ...}"}, 400)
+            by, note = str(body.get("by") or "api")[:255], str(body.get("note") or "")[:1000]
+            current = table.get(fp)
+            event = LifecycleEvent(fingerprint=fp, action=act, by=by, note=note,
+                                   alert_id=(current or {}).get("alert_id"))
+            await rt.topics.lifecycle.send(key=fp, value=event)
+            metrics.lifecycle_actions.labels(act.value).inc()
+            return _json(self, orjson.loads(dumps(event)), 202)
+
+    app.page("/api/alerts")(Alerts)
+    app.page("/api/alerts/stats")(Stats)
+    app.page("/api/alerts/{alert_id}/deliveries")(Deliveries)
+    app.page("/api/alerts/{fingerprint}/{action}")(Action)
