@@ -116,7 +116,7 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("request", requests.append)
+            page.on("request", lambda r: requests.append(r))
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(w.url + "/")
             rows = page.get_by_test_id("alert-row")
