@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from ..errors import TocsinError
+from ..infra.kafka import end_offsets
 from ..schemas.codec import dumps, loads
 from ..schemas.messages import DeliveryCommand
 
@@ -44,10 +45,9 @@ async def read_dlq(bootstrap: str, topic: str, timeout_s: float = 10.0,
         if not parts:
             return []
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
+        ends = await end_offsets(c, tps)
         begins = await c.beginning_offsets(tps)
+        await c.seek_to_beginning(*tps)
         total = sum(ends[tp] - begins[tp] for tp in tps)
         out: list[DlqEntry] = []
         remaining = {tp for tp in tps if ends[tp] > begins[tp]}

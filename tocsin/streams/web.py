@@ -66,7 +66,9 @@ def register(rt: Any) -> None:
         tps = [TopicPartition(topic, p) for p in parts]
         if not tps:
             return 0
-        ends = await c.end_offsets(tps)
+        from ..infra.kafka import end_offsets
+
+        ends = await end_offsets(c, tps)
         begins = await c.beginning_offsets(tps)
         return sum(ends[tp] - begins[tp] for tp in tps)
 

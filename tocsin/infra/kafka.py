@@ -1,0 +1,37 @@
+"""Small Kafka helpers shared by the operator commands."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s: float = 5.0) -> dict[TopicPartition, int]:
+    """The next offset to be written per partition (the high watermark).
+
+    The embedded broker (Tansu) answers ListOffsets(latest) with the end of the last record
+    batch's *first* record, so a partition written in batches reports too small an end. A fetch
+    response carries the true high watermark: fetch once from the reported end and take the
+    larger of the two. Leaves ``c`` assigned to ``tps``.
+    """
+    listed = await c.end_offsets(tps)
+    begins = await c.beginning_offsets(tps)
+    c.assign(tps)
+    probe = [tp for tp in tps if listed[tp] > begins[tp]]
+    for tp in probe:
+        c.seek(tp, max(begins[tp], listed[tp] - 1))
+    result = dict(listed)
+    pending = set(probe)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        await c.getmany(*pending, timeout_ms=200, max_records=1)
+        for tp in list(pending):
+            hw = c.highwater(tp)
+            if hw is not None:
+                result[tp] = max(result[tp], hw)
+                pending.discard(tp)
+        if pending:
+            await asyncio.sleep(0)
+    return result
