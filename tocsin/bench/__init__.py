@@ -1,0 +1,1 @@
+"""``tocsin bench``: every scenario against a baseline measured in the same run."""

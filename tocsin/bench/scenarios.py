@@ -1,0 +1,339 @@
+"""The benchmark scenarios. Each returns ``{"value", "baseline", "ratio", "unit", ...}`` with
+the baseline measured in the same run on the same broker; ratio = value / baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from ..infra.broker import EmbeddedBroker, free_port
+from ..schemas import DeliveryCommand, create_alert, delivery_id_for, dumps
+from .peers import Receiver, Worker, base_env
+
+Result = dict[str, Any]
+Log = Callable[[str], None]
+
+
+def result(value: float, baseline: float, unit: str, **extra: Any) -> Result:
+    return {"value": round(value, 3), "baseline": round(baseline, 3),
+            "ratio": round(value / baseline, 3) if baseline else None, "unit": unit, **extra}
+
+
+def bucket_ts(offset: float = 0.0) -> dt.datetime:
+    now = time.time()
+    return dt.datetime.fromtimestamp(now // 600 * 600 + 1 + offset, dt.UTC)
+
+
+def alerts(n: int, fingerprints: int, severity: int = 3) -> list[tuple[bytes, bytes]]:
+    ts = bucket_ts()
+    out = []
+    for i in range(n):
+        ev = create_alert("order_rejected", severity, f"bench {i}", fingerprint=f"bench:{i % fingerprints}",
+                          event_timestamp=ts, details={"i": i})
+        out.append((ev.fingerprint.encode(), dumps(ev)))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, max_batch_size=1 << 20)
+    await p.start()
+    try:
+        futs = [await p.send(topic, v, key=k) for k, v in items]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def span(bootstrap: str, topic: str, n: int, timeout: float) -> float:
+    """Seconds between the first and the n-th message's producer timestamps on ``topic``."""
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                         enable_auto_commit=False, group_id=None)
+    await c.start()
+    stamps: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(stamps) < n and time.monotonic() < deadline:
+            batch = await c.getmany(timeout_ms=500, max_records=20000)
+            for msgs in batch.values():
+                stamps.extend(m.timestamp for m in msgs)
+    finally:
+        await c.stop()
+    if len(stamps) < n:
+        raise TimeoutError(f"{topic}: {len(stamps)} of {n} messages within {timeout:.0f}s")
+    stamps.sort()
+    return max((stamps[n - 1] - stamps[0]) / 1000.0, 1e-3)
+
+
+async def raw_loop(bootstrap: str, src: str, dst: str, n: int) -> None:
+    """Baseline (b): a bare aiokafka consume → produce loop."""
+    c = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"raw-{uuid.uuid4().hex[:6]}")
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await c.start()
+    await p.start()
+    done = 0
+    try:
+        while done < n:
+            batch = await c.getmany(timeout_ms=500, max_records=5000)
+            for msgs in batch.values():
+                for m in msgs:
+                    await p.send(dst, m.value, key=m.key)
+                    done += 1
+        await p.flush()
+    finally:
+        await c.stop()
+        await p.stop()
+
+
+async def pipeline(n: int, log: Log, tmp: Path) -> dict[str, Result]:
+    items = alerts(n, fingerprints=max(1, n // 20))
+    with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-pipeline.log") as b:
+        out: dict[str, float] = {}
+        # Tocsin: validation, throttle, routing
+        await produce(b.bootstrap, "p1.alerts", items)
+        w = Worker(base_env(b.bootstrap, "p1", tmp / "p1"), tmp / "p1.log").start()
+        await w.ready()
+        out["tocsin"] = n / await span(b.bootstrap, "p1.decisions", n, timeout=600)
+        w.stop()
+        log(f"pipeline: tocsin {out['tocsin']:.0f}/s")
+        # (a) a Faust agent that only consumes and produces
+        await produce(b.bootstrap, "p2.alerts", items)
+        pt = Worker(base_env(b.bootstrap, "p2", tmp / "p2"), tmp / "p2.log", module="tocsin.bench.passthrough",
+                    args=()).start()
+        out["faust"] = n / await span(b.bootstrap, "p2.passthrough", n, timeout=600)
+        pt.stop()
+        log(f"pipeline: faust pass-through {out['faust']:.0f}/s")
+        # (b) raw aiokafka consume -> produce
+        await produce(b.bootstrap, "p3.alerts", items)
+        await raw_loop(b.bootstrap, "p3.alerts", "p3.out", n)
+        out["raw"] = n / await span(b.bootstrap, "p3.out", n, timeout=120)
+        log(f"pipeline: raw aiokafka {out['raw']:.0f}/s")
+    return {
+        "pipeline_vs_faust_passthrough": result(out["tocsin"], out["faust"], "alerts/s", n=n),
+        "pipeline_vs_raw_aiokafka": result(out["tocsin"], out["raw"], "alerts/s", n=n),
+    }
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+async def offered(rate: int, seconds: float, send: Callable[[int], Awaitable[None]]) -> None:
+    """Call ``send(i)`` at ``rate`` per second for ``seconds``, in 10 ms ticks."""
+    total = int(rate * seconds)
+    t0 = time.monotonic()
+    i = 0
+    while i < total:
+        due = int((time.monotonic() - t0) * rate) + 1
+        while i < min(due, total):
+            await send(i)
+            i += 1
+        await asyncio.sleep(0.01)
+
+
+async def latency(rates: list[int], seconds: float, log: Log, tmp: Path) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-latency.log") as b:
+        recv = await Receiver().start()
+        for rate in rates:
+            prefix = f"l{rate}"
+            w = Worker(base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url),
+                       tmp / f"{prefix}.log").start()
+            await w.ready()
+            p = AIOKafkaProducer(bootstrap_servers=b.bootstrap, linger_ms=0)
+            await p.start()
+            sent: dict[str, float] = {}
+            ts = bucket_ts()
+            run = uuid.uuid4().hex[:6]
+
+            async def send(i: int, p: AIOKafkaProducer = p, sent: dict[str, float] = sent, prefix: str = prefix,
+                           ts: dt.datetime = ts, run: str = run) -> None:
+                ev = create_alert("db_write_fail", 2, f"lat {i}", fingerprint=f"lat:{run}:{i}", event_timestamp=ts)
+                key = f"{ev.fingerprint}:{int(ts.timestamp()) // 600}"
+                sent[delivery_id_for(key, "webhook:default", "webhook:default")] = time.time()
+                await p.send(f"{prefix}.alerts", dumps(ev), key=ev.fingerprint.encode())
+
+            await offered(rate, seconds, send)
+            await p.flush()
+            deadline = time.monotonic() + 60
+            while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await p.stop()
+            w.stop()
+            lat = [(recv.arrivals[k] - t) * 1000 for k, t in sent.items() if k in recv.arrivals]
+            # baseline: a bare consume -> POST loop at the same load
+            base = await bare_latency(b.bootstrap, f"{prefix}b", recv, rate, seconds)
+            for q, name in ((0.5, "p50"), (0.99, "p99")):
+                results[f"latency_{rate}_per_s_{name}"] = result(
+                    pct(lat, q), pct(base, q), "ms", delivered=len(lat), offered=len(sent))
+            log(f"latency @{rate}/s: p50 {pct(lat, .5):.1f} ms, p99 {pct(lat, .99):.1f} ms "
+                f"(bare loop p50 {pct(base, .5):.1f}, p99 {pct(base, .99):.1f}); {len(lat)}/{len(sent)} delivered")
+        await recv.stop()
+    return results
+
+
+async def bare_latency(bootstrap: str, topic: str, recv: Receiver, rate: int, seconds: float) -> list[float]:
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                         fetch_max_wait_ms=20)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await c.start()
+    await p.start()
+    sent: dict[str, float] = {}
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        async with aiohttp.ClientSession() as s:
+            while not stop.is_set():
+                batch = await c.getmany(timeout_ms=50)
+                for msgs in batch.values():
+                    await asyncio.gather(*(s.post(recv.url, data=m.value, headers={"X-Bench-Marker": m.key.decode()})
+                                           for m in msgs))
+
+    task = asyncio.ensure_future(loop())
+    await asyncio.sleep(0.5)
+
+    async def send(i: int) -> None:
+        marker = f"bare:{topic}:{i}"
+        sent[marker] = time.time()
+        await p.send(topic, b"{}", key=marker.encode())
+
+    await offered(rate, seconds, send)
+    deadline = time.monotonic() + 30
+    while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await c.stop()
+    await p.stop()
+    return [(recv.arrivals[k] - t) * 1000 for k, t in sent.items() if k in recv.arrivals]
+
+
+async def delivery(n: int, log: Log, tmp: Path) -> dict[str, Result]:
+    with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-delivery.log") as b:
+        recv = await Receiver().start()
+        ts = bucket_ts()
+        items = []
+        for i in range(n):
+            a = create_alert("db_write_fail", 2, f"d{i}", fingerprint=f"d:{i}", event_timestamp=ts)
+            did = delivery_id_for(f"{a.fingerprint}:0", "webhook:default", "webhook:default")
+            cmd = DeliveryCommand(delivery_id=did, alert=a, dedupe_key=f"{a.fingerprint}:0",
+                                  receiver="webhook:default", destination="webhook:default")
+            items.append((did.encode(), dumps(cmd)))
+        await produce(b.bootstrap, "d.deliveries.webhook", items)
+        w = Worker(base_env(b.bootstrap, "d", tmp / "d", TOCSIN_WEBHOOK_DEFAULT_URL=recv.url), tmp / "d.log").start()
+        await w.ready()
+        deadline = time.monotonic() + 600
+        while recv.count < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        arrivals = sorted(recv.arrivals.values())
+        rate = (len(arrivals) - 1) / max(arrivals[-1] - arrivals[0], 1e-3)
+        w.stop()
+        log(f"delivery: tocsin {rate:.0f}/s")
+        # baseline: a bare aiohttp client loop, 64 concurrent, same server
+        recv.count = 0
+        sem = asyncio.Semaphore(64)
+        t0 = time.perf_counter()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+            async def one(body: bytes) -> None:
+                async with sem, s.post(recv.url, data=body) as r:
+                    await r.read()
+            await asyncio.gather(*(one(v) for _, v in items))
+        base = n / (time.perf_counter() - t0)
+        log(f"delivery: bare client loop {base:.0f}/s")
+        await recv.stop()
+    return {"delivery_webhook": result(rate, base, "deliveries/s", n=n)}
+
+
+def recording(n: int, log: Log, tmp: Path) -> dict[str, Result]:
+    from ..agents.recorder import Recorder
+    from ..infra.clickhouse.client import open_store
+    from ..schemas.messages import Decision, Outcome
+
+    ts = bucket_ts()
+    decisions = []
+    for i in range(n):
+        a = create_alert("order_rejected", 2, f"r{i}", fingerprint=f"r:{i % 500}", event_timestamp=ts)
+        d = Decision(decision_id=uuid.uuid4(), alert=a, dedupe_key=f"{a.fingerprint}:0", outcome=Outcome.SUPPRESS,
+                     reason="bench", window_start=ts, suppressed_count=i)
+        decisions.append(orjson.loads(dumps(d)))
+    store = open_store(f"chdb://{tmp / 'ch'}")
+    store.migrate()
+    rec = Recorder(store, batch_rows=10_000)
+    t0 = time.perf_counter()
+    for i in range(0, n, 10_000):
+        asyncio.run(rec.record_batch([("decisions", v) for v in decisions[i:i + 10_000]]))
+    agent_rate = n / (time.perf_counter() - t0)
+    # baseline: the same rows, already converted, through a raw clickhouse-connect insert
+    rows = [rec.rows_for("decisions", {**v, "decision_id": str(uuid.uuid4())})[1] for v in decisions]
+    store.truncate("alerts")
+    t0 = time.perf_counter()
+    for i in range(0, n, 10_000):
+        store.insert("alerts", rows[i:i + 10_000])
+    raw_rate = n / (time.perf_counter() - t0)
+    store.close()
+    log(f"recording: recorder {agent_rate:.0f} rows/s, raw insert {raw_rate:.0f} rows/s")
+    return {"recording_rows": result(agent_rate, raw_rate, "rows/s", n=n)}
+
+
+async def memory_and_recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
+    out: dict[str, Result] = {}
+    with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-memory.log") as b:
+        items = alerts(keys, fingerprints=keys)
+        env = base_env(b.bootstrap, "m", tmp / "m", TOCSIN_THROTTLE_WINDOW_S=600)
+        w = Worker(env, tmp / "m.log").start()
+        empty_ready = await w.ready()
+        await asyncio.sleep(2)
+        idle = w.rss_mb()
+        await produce(b.bootstrap, "m.alerts", items)
+        await span(b.bootstrap, "m.decisions", keys, timeout=900)
+        await asyncio.sleep(2)
+        loaded = w.rss_mb()
+        w.stop()
+        per_million = (loaded - idle) / keys * 1_000_000
+        out["memory_per_million_fingerprints"] = result(per_million, idle, "MB", keys=keys,
+                                                        note="extrapolated from keys; baseline = idle worker RSS")
+        log(f"memory: {per_million:.0f} MB per 1M fingerprints (idle worker {idle:.0f} MB, {keys} keys)")
+        w2 = Worker(env, tmp / "m2.log").start()
+        t = await w2.ready(timeout=600)
+        w2.stop()
+        out["recovery_ready_s"] = result(t, empty_ready, "s", keys=keys,
+                                         note="restart with the keys in the changelog vs first start, empty")
+        log(f"recovery: ready in {t:.1f} s with {keys} keys (empty start {empty_ready:.1f} s)")
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        out["recovery_rocksdb"] = {"value": None, "baseline": None, "ratio": None, "unit": "s",
+                                   "note": "rocksdict not installed (pip install tocsin[rocksdb])"}
+    return out
+
+
+async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[str, Result]:
+    tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
+    n = 20_000 if quick else 100_000
+    results: dict[str, Result] = {}
+
+    def want(name: str) -> bool:
+        return only is None or name in only
+
+    if want("pipeline"):
+        results.update(await pipeline(n, log, tmp))
+    if want("latency"):
+        results.update(await latency([100, 1000], 5.0 if quick else 20.0, log, tmp))
+    if want("delivery"):
+        results.update(await delivery(5_000 if quick else 20_000, log, tmp))
+    if want("recording"):
+        results.update(await asyncio.to_thread(recording, 50_000 if quick else 200_000, log, tmp))
+    if want("memory"):
+        results.update(await memory_and_recovery(50_000 if quick else 200_000, log, tmp))
+    log(f"work files in {tmp}")
+    return results

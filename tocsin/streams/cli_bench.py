@@ -1,0 +1,45 @@
+"""``tocsin bench``: every scenario against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cli import cli
+
+SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory")
+
+
+@cli.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="smaller runs (under 5 minutes)"),
+    json_path: Path = typer.Option(None, "--json", help="write the results as JSON here"),
+    only: list[str] = typer.Option(None, "--only", help=f"run only these scenarios: {', '.join(SCENARIOS)}"),
+) -> None:
+    """Measure throughput, latency, delivery, recording, memory and recovery, each as a
+    ratio against a baseline measured in the same run on the same broker."""
+    from ..bench.scenarios import run_all
+
+    bad = [o for o in only or [] if o not in SCENARIOS]
+    if bad:
+        typer.echo(f"tocsin: error: --only {bad[0]!r}: choose from {', '.join(SCENARIOS)}", err=True)
+        raise typer.Exit(1)
+    err = Console(stderr=True)
+    results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None))
+    table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
+                        f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
+    for col in ("scenario", "value", "baseline", "ratio", "unit"):
+        table.add_column(col, justify="left" if col == "scenario" else "right")
+    for name, r in results.items():
+        table.add_row(name, str(r["value"]), str(r["baseline"]), str(r["ratio"]), r["unit"])
+    Console().print(table)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
+        err.print(f"wrote {json_path}")
