@@ -111,13 +111,16 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     requests: list[Request] = []
+    failures: list[str] = []
     errors: list[str] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = await browser.new_page(viewport={"width": 1400, "height": 800})
             page.on("request", lambda r: requests.append(r))
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("response", lambda r: failures.append(f"{r.status} {r.request.method} {r.url}")
+                    if r.status >= 400 else None)
             await page.goto(w.url + "/")
             rows = page.get_by_test_id("alert-row")
 
@@ -189,6 +192,7 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
             await expect(page.get_by_test_id("deliveries-for")).to_contain_text("Kill switch activated on A1")
 
             await page.mouse.move(0, 0)
+            await expect(page.get_by_test_id("notice")).to_be_hidden(timeout=10_000)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:
             await browser.close()
@@ -199,3 +203,5 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
     assert any(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in posts)
     assert not [r.url for r in requests if TOKEN in r.url or "wrong" in r.url]
     assert errors == []
+    # the one refusal is the wrong token's
+    assert failures == [f"401 POST {w.url}/api/alerts/db_write_fail%3Aorders/acknowledge"]

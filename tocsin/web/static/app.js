@@ -422,16 +422,15 @@
     clearTimeout(state.timer);
     const seq = ++state.seq;
     const selected = state.selected;
-    const [list, stats, active, acked, deliveries] = await Promise.allSettled([
+    const [list, stats, unresolved, deliveries] = await Promise.allSettled([
       api(`/api/alerts?${query()}`),
       api("/api/alerts/stats"),
-      api("/api/alerts?status=active&limit=1"),
-      api("/api/alerts?status=acknowledged&limit=1"),
+      api("/api/alerts?status=active,acknowledged&limit=1"),
       selected ? api(`/api/alerts/${encodeURIComponent(selected.notified_alert_id || selected.alert_id)}/deliveries`) : Promise.resolve(null),
     ]);
     if (seq !== state.seq) return;   // a newer refresh is under way
 
-    const failed = [list, stats, active, acked].find((r) => r.status === "rejected");
+    const failed = [list, stats, unresolved].find((r) => r.status === "rejected");
     if (list.status === "fulfilled") {
       const total = renderAlerts(list.value || {});
       if (state.offset > 0 && state.offset >= total) {   // the page emptied: go back
@@ -441,9 +440,7 @@
       }
     }
     if (stats.status === "fulfilled" && stats.value) renderStats(stats.value);
-    if (active.status === "fulfilled" && acked.status === "fulfilled") {
-      renderBadge((Number(active.value.total) || 0) + (Number(acked.value.total) || 0));
-    }
+    if (unresolved.status === "fulfilled" && unresolved.value) renderBadge(Number(unresolved.value.total) || 0);
     if (state.selected) {
       renderDeliveries(state.selected, deliveries.value,
         deliveries.status === "rejected" ? deliveries.reason : null);
