@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from multidict import CIMultiDict
 
 from tocsin.infra.broker import free_port
 

@@ -87,10 +87,15 @@ def _docker_reason() -> str | None:
         import docker  # type: ignore[import-untyped]
     except ImportError:
         return "the docker SDK is not installed"
+    client = None
     try:
-        docker.from_env(timeout=3).ping()
+        client = docker.from_env(timeout=3)
+        client.ping()
     except Exception as exc:
         return f"no Docker engine reachable ({type(exc).__name__}): the ClickHouse server suite needs one"
+    finally:
+        if client is not None:
+            client.close()
     return None
 
 

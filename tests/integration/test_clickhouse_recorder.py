@@ -246,4 +246,6 @@ def test_a_directory_held_by_another_process_is_a_clear_error(tmp_path: Path, sh
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert not _path_locked_elsewhere(str(held))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import signal
 import time
 from pathlib import Path
 

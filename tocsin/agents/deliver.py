@@ -385,7 +385,7 @@ def register(rt: Runtime) -> None:
     for channel in rt.topics.deliveries:
         make_agent(channel)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(sender: Any, **kw: Any) -> None:  # pragma: no cover - shutdown path
         for d in dispatchers.values():
             await d.stop()

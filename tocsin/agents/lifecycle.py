@@ -123,12 +123,13 @@ def register(rt: Runtime) -> None:
             out: list[tuple[bytes, bytes]] = []
             for ev in events:
                 try:
+                    event: Decision | LifecycleEvent
                     if ev.message.topic == decisions_name:
-                        event: Decision | LifecycleEvent = Decision.model_validate(ev.value)
-                        implied = recovery_resolve(event)
+                        decision = Decision.model_validate(ev.value)
+                        implied = recovery_resolve(decision)
                         if implied is not None:
                             out.append((implied.fingerprint.encode(), dumps(implied)))
-                        fp = event.alert.fingerprint
+                        event, fp = decision, decision.alert.fingerprint
                     else:
                         event = LifecycleEvent.model_validate(ev.value)
                         fp = event.fingerprint

@@ -68,7 +68,7 @@ async def open_recorder(rt: Runtime) -> Recorder:
     faults = int(os.environ.get(FAULTS_ENV, "0") or 0)
     if faults:
         log.warning("%s=%d: the first %d inserts will fail on purpose", FAULTS_ENV, faults, faults)
-        store = FaultyStore(store, faults)
+        store = FaultyStore(store, faults)  # type: ignore[assignment]
     rt.extras["store"] = store
     return Recorder.from_settings(store, s, backoff_s=0.2, backoff_max_s=10.0)
 

@@ -78,7 +78,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        await request.read()
         self.count += 1
         marker = request.headers.get("X-Bench-Marker") or request.headers.get("Idempotency-Key")
         if marker:

@@ -28,7 +28,7 @@ class WindowState:
         if isinstance(value, WindowState):
             return value
         first, suppressed = value  # type: ignore[misc]
-        return cls(str(first), int(suppressed))
+        return cls(str(first), int(suppressed))  # type: ignore[has-type]
 
 
 @dataclass(frozen=True, slots=True)

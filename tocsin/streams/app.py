@@ -39,7 +39,7 @@ class Runtime:
         """Joined the group and recovered the tables."""
         app = self.app
         try:
-            recovered = app.tables.recovery.completed.is_set()
+            recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         except AttributeError:
             return False
         return bool(recovered and not app.rebalancing and not getattr(app, "in_recovery", False)
@@ -107,24 +107,15 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     channels = build_channels(settings, policy)
     rt = Runtime(settings, app, topics, tables, policy, channels)
 
-    from ..agents import deliver, retry, throttle
+    from ..agents import deliver, lifecycle, retry, throttle
+    from ..agents import record as record_agent
 
     throttle.register(rt)
     deliver.register(rt)
     retry.register(rt)
+    lifecycle.register(rt)
     if record if record is not None else settings.record_enabled:
-        try:
-            from ..agents import record as record_agent
-        except ImportError:  # the recording agent is optional while it is being built
-            log.warning("recording agent unavailable; ClickHouse recording disabled")
-        else:
-            record_agent.register(rt)
-    try:
-        from ..agents import lifecycle
-    except ImportError:
-        pass
-    else:
-        lifecycle.register(rt)
+        record_agent.register(rt)
     from . import web
 
     web.register(rt)
@@ -135,13 +126,13 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
         for t in topics.all():
             await t.maybe_declare()
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _ready(sender: Any, **kw: Any) -> None:
         rt.extras["started"] = True
 
     @app.timer(interval=1.0)
     async def _mark_started() -> None:
-        if app.tables.recovery.completed.is_set():
+        if app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             rt.extras["started"] = True
 
     return rt

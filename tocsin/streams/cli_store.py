@@ -67,14 +67,13 @@ def _run_sql(s: Settings, text: str | None, name: str | None,
         data = resp.json()
         return data["columns"], data["rows"]
     from ..infra.clickhouse.client import open_store
-
     from ..infra.clickhouse.queries import run_query
 
     with open_store(s.clickhouse_dsn) as store:
         store.migrate()
         if name:
             try:
-                columns, rows = run_query(store, name, **(params or {}))
+                columns, rows = run_query(store, name, **(params or {}))  # type: ignore[arg-type]
             except (ValueError, KeyError, FileNotFoundError) as exc:
                 raise TocsinError(str(exc)) from None
         else:
