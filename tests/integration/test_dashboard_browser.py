@@ -194,6 +194,11 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
             await page.mouse.move(0, 0)
             await expect(page.get_by_test_id("notice")).to_be_hidden(timeout=10_000)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            # the worker gone: the page says so and keeps retrying
+            await asyncio.to_thread(w.stop)
+            await expect(page.get_by_test_id("error-banner")).to_contain_text("unreachable", timeout=SLOW)
+            await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "down")
         finally:
             await browser.close()
 
