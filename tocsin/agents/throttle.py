@@ -13,6 +13,7 @@ commits the batch's offsets: at least once).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import weakref
@@ -68,7 +69,21 @@ class Throttle:
         self.enabled = set(rt.channels)
         self._routes: dict[tuple[int, str], list[Any]] = {}
         self.outcomes = {o: 0 for o in Outcome}
+        self._alerts_ok: bool | None = None
         self.invalid = 0
+
+    def alerts_copartitioned(self) -> bool:
+        """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
+        created it with another count, every event takes the re-keying hop instead."""
+        if self._alerts_ok is None:
+            n = self.rt.app.consumer.topic_partitions(self.alerts_name)
+            if n is None:
+                return False  # not known yet: the safe path
+            self._alerts_ok = n == self.partitions
+            if not self._alerts_ok:
+                log.warning("%s has %d partitions, not TOCSIN_PARTITIONS=%d: every event is re-keyed "
+                            "through %s", self.alerts_name, n, self.partitions, self.keyed_name)
+        return self._alerts_ok
 
     def routes(self, severity: int, alert_type: str) -> list[Any]:
         key = (severity, alert_type)
@@ -92,12 +107,13 @@ class Throttle:
             self.reject(result, out)
             return
         fp = result.fingerprint
-        expected = partition_for(fp, self.partitions)
         if msg.topic == self.alerts_name:
             key = ev.key
             key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-            if key_text != fp or msg.partition != expected:
-                out.append((self.keyed_name, fp.encode(), dumps(result), expected))
+            if (key_text != fp or not self.alerts_copartitioned()
+                    or msg.partition != partition_for(fp, self.partitions)):
+                # re-key: the default partitioner puts it on the fingerprint's partition
+                out.append((self.keyed_name, fp.encode(), dumps(result), None))
                 return
         # table writes go to the changelog partition of the event being processed
         _current_event.set(weakref.ref(ev))
@@ -165,6 +181,15 @@ def register(rt: Runtime) -> None:
                     throttle_.reject(rejection(raw, ev.key, pos, [f"internal: {type(exc).__name__}: {exc}"[:500]]), out)
             metrics.events_in.inc(len(events))
             throttle_.flush_metrics()
-            # hand everything to the producer; Faust flushes it before committing these offsets
+            # hand everything to the producer; Faust flushes it before committing these offsets.
+            # The batch is acknowledged only after this loop: a send that fails is retried.
             for topic, key, value, partition in out:
-                await producer.send(topic, key, value, partition, None, None)
+                delay = 0.1
+                while True:
+                    try:
+                        await producer.send(topic, key, value, partition, None, None)
+                        break
+                    except Exception as exc:
+                        log.warning("send to %s failed (%s), retrying in %.1fs", topic, exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)

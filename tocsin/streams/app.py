@@ -46,6 +46,44 @@ class Runtime:
                     and self.extras.get("started"))
 
 
+def _true_highwaters(bootstrap: str) -> None:
+    """The embedded broker (Tansu) answers ListOffsets(latest) with the end of a partition's
+    last record batch's *first* record, so Faust's table recovery, which reads changelogs up
+    to that "highwater", would stop short of the last batch (state lost on restart) and its
+    consistency check would crash the worker. Recovery asks for the true high watermark
+    instead: the larger of ListOffsets and a fetch response's watermark (infra/kafka.py)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from faust.transport.drivers import aiokafka as driver
+
+    from ..infra.kafka import end_offsets
+
+    cls = driver.AIOKafkaConsumerThread
+    original = getattr(cls, "_tocsin_original_highwaters", None) or cls._highwaters
+
+    async def highwaters(self: Any, partitions: list[Any]) -> Any:
+        listed = dict(await original(self, partitions))
+        if self.consumer.in_transaction or not partitions:
+            return listed
+        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        try:
+            await probe.start()
+            tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+            true = await end_offsets(probe, tps)
+        except Exception:
+            log.warning("could not probe the true end offsets; using the broker's", exc_info=True)
+            return listed
+        finally:
+            await probe.stop()
+        for tp in partitions:
+            hw = true.get(TopicPartition(tp.topic, tp.partition))
+            if hw is not None and (listed.get(tp) is None or hw > listed[tp]):
+                listed[tp] = hw
+        return listed
+
+    cls._tocsin_original_highwaters = original  # type: ignore[attr-defined]
+    cls._highwaters = highwaters  # type: ignore[method-assign]
+
+
 def _tune_consumer(fetch_max_wait_ms: int) -> None:
     """Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer; on the embedded
     broker a fetch that touches paused or idle partitions waits that long, which put 1.5 s on
@@ -66,6 +104,7 @@ def _tune_consumer(fetch_max_wait_ms: int) -> None:
 
 def make_faust_app(s: Settings) -> faust.App:
     _tune_consumer(s.fetch_max_wait_ms)
+    _true_highwaters(s.kafka_bootstrap)
     store = "memory://" if s.table_store == "memory" else "rocksdb://"
     return faust.App(
         s.app_id,
@@ -84,6 +123,9 @@ def make_faust_app(s: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         table_cleanup_interval=30.0,
+        # the check compares against ListOffsets; the embedded broker under-reports it (see
+        # _true_highwaters): a false alarm must not stop notifications
+        recovery_consistency_check=False,
         producer_linger_ms=1,
         web_enabled=True,
         web_port=s.web_port,

@@ -55,6 +55,14 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     except TocsinError as exc:
         fail(str(exc))
     setup_logging(loglevel)
+    from .topics import ensure_topics
+
+    try:
+        created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions))
+        if created:
+            log.info("created %d topics with %d partitions", len(created), settings.partitions)
+    except Exception as exc:  # the worker itself keeps trying to reach Kafka
+        log.warning("could not create the topics up front (%s: %s); Faust declares them", type(exc).__name__, exc)
     enabled = ", ".join(rt.enabled)
     log.info("worker for %s on %s, web on http://%s:%d, destinations: %s", settings.topic_prefix,
              settings.kafka_bootstrap, settings.web_host, settings.web_port, enabled)

@@ -81,3 +81,27 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         dlq=t("dlq"),
         lifecycle=t("lifecycle"),
     )
+
+
+async def ensure_topics(bootstrap: str, prefix: str, partitions: int, timeout_s: float = 15.0) -> list[str]:
+    """Create every missing Tocsin topic with ``partitions`` partitions before the worker
+    subscribes (a subscription to a missing topic may auto-create it with the broker's default
+    count). Existing topics are left alone. Returns the names created."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in topic_names(prefix).values() if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(n, partitions, 1) for n in missing])
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        await admin.close()
