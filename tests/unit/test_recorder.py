@@ -60,8 +60,8 @@ def test_rows_for_a_decision_has_every_alert_column() -> None:
     value = dec(details={"qty": 3, "when": "now"})
     table, row = Recorder(FakeStore()).rows_for("decisions", value)
     assert table == "alerts"
-    assert row["decision_id"] == uuid.UUID(value["decision_id"])
-    assert row["alert_id"] == uuid.UUID(value["alert"]["alert_id"])
+    assert uuid.UUID(str(row["decision_id"])) == uuid.UUID(value["decision_id"])
+    assert uuid.UUID(str(row["alert_id"])) == uuid.UUID(value["alert"]["alert_id"])
     assert (row["fingerprint"], row["type"], row["severity"], row["outcome"]) == ("order_rejected:a:X:s", "order_rejected", 2, "notify")
     assert row["event_timestamp"] == NOW and row["event_timestamp"].tzinfo is dt.UTC
     assert (row["account_id"], row["symbol"], row["strategy_id"], row["run_id"]) == ("a", "X", "s", "")

@@ -29,7 +29,9 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -178,6 +180,111 @@ def lifecycle_row(x: LifecycleEvent) -> dict[str, Any]:
     }
 
 
+# -- fast rows: the messages Tocsin itself wrote are well-formed; build their rows straight
+# from the decoded JSON. Anything unexpected falls back to full model validation above,
+# which turns a malformed message into a RecordError with its reason.
+
+
+def _fdt(v: Any) -> dt.datetime:
+    t = v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v)
+    if t.tzinfo is None:
+        raise ValueError("naive timestamp")
+    t = t.astimezone(dt.UTC)
+    if not _MIN_TS <= t <= _MAX_TS:
+        raise ValueError("timestamp out of range")
+    return t
+
+
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _fuuid(v: Any) -> uuid.UUID | str:
+    """A UUID as the driver takes it (its canonical text is accepted as is)."""
+    if isinstance(v, uuid.UUID):
+        return v
+    if isinstance(v, str) and _UUID_RE.fullmatch(v):
+        return v
+    raise ValueError("not a UUID")
+
+
+def _fstr(v: Any) -> str:
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise TypeError("expected a string")
+    return v
+
+
+def fast_decision_row(d: dict[str, Any]) -> dict[str, Any]:
+    a = d["alert"]
+    e = a.get("entity") or {}
+    sev = a["severity"]
+    outcome = d["outcome"]
+    if sev not in (1, 2, 3) or outcome not in ("notify", "suppress", "bypass"):
+        raise ValueError("severity or outcome")
+    details = a.get("details") or {}
+    if not isinstance(details, dict):
+        raise TypeError("details")
+    return {
+        "decision_id": _fuuid(d["decision_id"]),
+        "alert_id": _fuuid(a["alert_id"]),
+        "fingerprint": _fstr(a["fingerprint"]),
+        "type": _fstr(a["type"]),
+        "severity": sev,
+        "outcome": outcome,
+        "reason": _fstr(d.get("reason")),
+        "dedupe_key": _fstr(d["dedupe_key"]),
+        "suppressed_count": _uint(int(d.get("suppressed_count") or 0), "suppressed_count", 32),
+        "window_start": _fdt(d["window_start"]),
+        "event_timestamp": _fdt(a["event_timestamp"]),
+        "decided_at": _fdt(d["decided_at"]),
+        "account_id": _fstr(e.get("account_id")),
+        "symbol": _fstr(e.get("symbol")),
+        "strategy_id": _fstr(e.get("strategy_id")),
+        "run_id": _fstr(e.get("run_id")),
+        "summary": _fstr(a["summary"]),
+        "details": orjson.dumps(details).decode(),
+        "source": _fstr(a.get("source")),
+        "action": a.get("action") or "trigger",
+        "resolves": _fstr(a.get("resolves")),
+        "requires_action": bool(a.get("requires_action", False)),
+        "destinations": [str(x) for x in d.get("destinations") or ()],
+    }
+
+
+_STATUSES = frozenset(("sent", "failed", "dead", "skipped_duplicate", "rate_limited", "circuit_open"))
+
+
+def fast_attempt_row(x: dict[str, Any]) -> dict[str, Any]:
+    code = x.get("response_code")
+    if x["status"] not in _STATUSES or (code is not None and not (isinstance(code, int) and -(2**31) <= code < 2**31)):
+        raise ValueError("status or response_code")
+    return {
+        "attempt_id": _fuuid(x["attempt_id"]),
+        "delivery_id": _fstr(x["delivery_id"]),
+        "alert_id": _fuuid(x["alert_id"]),
+        "fingerprint": _fstr(x["fingerprint"]),
+        "type": _fstr(x["type"]),
+        "severity": _uint(int(x["severity"]), "severity", 8),
+        "channel": _fstr(x["channel"]),
+        "destination": _fstr(x["destination"]),
+        "attempt": _uint(int(x["attempt"]), "attempt", 16),
+        "status": x["status"],
+        "reason": _fstr(x.get("reason")),
+        "response_code": code,
+        "error": x.get("error") if isinstance(x.get("error"), str) else None,
+        "started_at": _fdt(x["started_at"]),
+        "finished_at": _fdt(x["finished_at"]),
+        "latency_ms": float(x.get("latency_ms") or 0.0),
+    }
+
+
+_FAST: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "decisions": fast_decision_row,
+    "attempts": fast_attempt_row,
+}
+
+
 _MODELS: dict[str, tuple[type[BaseModel], Callable[[Any], dict[str, Any]]]] = {
     "decisions": (Decision, decision_row),
     "attempts": (DeliveryAttempt, attempt_row),
@@ -245,6 +352,12 @@ class Recorder:
         data = _decode(value)
         if not isinstance(data, dict):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")
+        fast = _FAST.get(kind)
+        if fast is not None:
+            try:
+                return TABLES[kind][0], fast(data)
+            except (KeyError, TypeError, ValueError, AttributeError, RecordError):
+                pass  # validate it fully: a malformed message gets its precise reason
         try:
             obj = model.model_validate(data)
         except ValidationError as exc:
