@@ -43,6 +43,7 @@ from .channels.base import DeliveryResult, redact
 log = logging.getLogger(__name__)
 
 READ_BATCH = 500
+MAX_YIELD_S = 0.5
 READ_WITHIN_S = 0.002
 SENT = "sent"
 DEAD = "dead"
@@ -174,11 +175,16 @@ class Dispatcher:
     async def _work(self) -> None:
         while True:
             # reading first: while fetched commands wait to be read (and there is room to read
-            # them), senders step aside, so a SEV1 behind a backlog is read, and overtakes, soon
-            if self.lag() > 0 and self.space._value > READ_BATCH:  # noqa: SLF001
+            # them), senders step aside, so a SEV1 behind a backlog is read, and overtakes,
+            # soon; after MAX_YIELD_S a sender goes on anyway, so a steady stream cannot starve
+            # delivery
+            yielded = 0.0
+            while yielded < MAX_YIELD_S and self.lag() > 0 and self.space._value > READ_BATCH:  # noqa: SLF001
                 self.caught_up.clear()
+                t0 = time.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.caught_up.wait(), 0.05)
+                yielded += time.monotonic() - t0
             async with self.not_empty:
                 while not self.heap:
                     await self.not_empty.wait()
