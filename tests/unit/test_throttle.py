@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tocsin.decisions.throttle import (
     Verdict,
     WindowState,
+    alert_key,
     bucket_of,
     decide,
     decision_id_for,
@@ -169,10 +170,16 @@ def test_recovery_dedupe_keys_are_per_event() -> None:
 # ---------------------------------------------------------------- state codec
 
 
-@pytest.mark.parametrize("state", [WindowState("a", 0), WindowState(str(uuid.uuid4()), 12)])
+@pytest.mark.parametrize("state", [WindowState(0, 0), WindowState(alert_key(uuid.uuid4()), 12)])
 def test_window_state_round_trips(state: WindowState) -> None:
     assert WindowState.from_value(state.to_value()) == state
+    assert WindowState.from_value(list(state.to_value())) == state  # as JSON gives it back
     assert WindowState.from_value(state) is state
+
+
+def test_window_state_written_with_the_alert_id_reads_as_its_key() -> None:
+    a = uuid.uuid4()
+    assert WindowState.from_value([str(a), 3]) == WindowState(alert_key(a), 3)
 
 
 @pytest.mark.parametrize("empty", [None, [], ""])

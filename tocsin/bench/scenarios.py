@@ -285,6 +285,22 @@ def recording(n: int, log: Log, tmp: Path) -> dict[str, Result]:
     return {"recording_rows": result(agent_rate, raw_rate, "rows/s", n=n)}
 
 
+def table_memory(n: int, log: Log) -> dict[str, Result]:
+    import subprocess
+    import sys
+
+    def run(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-m", "tocsin.bench.memtable", str(n), mode],
+                             capture_output=True, text=True, check=True)
+        return float(out.stdout.strip())
+
+    table, plain = run("table"), run("plain")
+    log(f"memory: throttle table {table:.0f} MB per 1M fingerprints (plain dict of them {plain:.0f} MB)")
+    return {"memory_throttle_table_per_million": result(
+        table, plain, "MB", keys=n, note="the table's data as Faust's memory store holds it; "
+        "baseline = the fingerprints alone in a plain dict")}
+
+
 async def memory_and_recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
     out: dict[str, Result] = {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-memory.log") as b:
@@ -300,8 +316,10 @@ async def memory_and_recovery(keys: int, log: Log, tmp: Path) -> dict[str, Resul
         loaded = w.rss_mb()
         w.stop()
         per_million = (loaded - idle) / keys * 1_000_000
-        out["memory_per_million_fingerprints"] = result(per_million, idle, "MB", keys=keys,
-                                                        note="extrapolated from keys; baseline = idle worker RSS")
+        out["memory_worker_per_million_fingerprints"] = result(
+            per_million, idle, "MB", keys=keys,
+            note="whole worker RSS growth (every table, buffers, in-flight work), extrapolated; "
+                 "baseline = idle worker RSS")
         log(f"memory: {per_million:.0f} MB per 1M fingerprints (idle worker {idle:.0f} MB, {keys} keys)")
         w2 = Worker(env, tmp / "m2.log").start()
         t = await w2.ready(timeout=600)
@@ -334,6 +352,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
     if want("recording"):
         results.update(await asyncio.to_thread(recording, 50_000 if quick else 200_000, log, tmp))
     if want("memory"):
+        results.update(await asyncio.to_thread(table_memory, 1_000_000, log))
         results.update(await memory_and_recovery(50_000 if quick else 200_000, log, tmp))
     log(f"work files in {tmp}")
     return results

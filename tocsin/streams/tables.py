@@ -33,6 +33,7 @@ class ThrottleTable:
     def __init__(self, wrapper: Any, window_s: int) -> None:
         self.wrapper = wrapper
         self.table = wrapper.table  # the windowed Table under Faust's WindowWrapper
+        self._ranges: dict[tuple[float, float], tuple[float, float]] = {}
         self.window_s = window_s
 
     def _key(self, fingerprint: str, ts: float) -> tuple:
@@ -45,7 +46,13 @@ class ThrottleTable:
         return self.get(fingerprint, ts - self.window_s)
 
     def set(self, fingerprint: str, ts: float, state: WindowState) -> None:
-        self.table._set_windowed(fingerprint, state.to_value(), ts)
+        # as Faust's _set_windowed, with one shared range tuple per window (not one per key)
+        value = state.to_value()
+        for rng in self.table._window_ranges(ts):
+            rng = self._ranges.setdefault(rng, rng)
+            self.table._set_key((fingerprint, rng), value)
+        if len(self._ranges) > 4096:
+            self._ranges.clear()
 
     def __len__(self) -> int:
         return len(self.table.data)
