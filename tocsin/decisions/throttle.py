@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from ..schemas.alert import AlertEvent
 from ..schemas.messages import NAMESPACE, Outcome
@@ -34,10 +35,11 @@ class WindowState:
             return None
         if isinstance(value, WindowState):
             return value
-        first, suppressed = value  # type: ignore[misc]
+        pair: Any = value
+        first, suppressed = pair[0], pair[1]
         if isinstance(first, str):  # written by an older version: the alert id itself
             first = alert_key(first)
-        return cls(int(first), int(suppressed))  # type: ignore[has-type]
+        return cls(int(first), int(suppressed))
 
 
 @dataclass(frozen=True, slots=True)
