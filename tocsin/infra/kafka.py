@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -35,3 +36,24 @@ async def end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s:
         if pending:
             await asyncio.sleep(0)
     return result
+
+
+async def started(client: Any, bootstrap: str, timeout_s: float = 15.0) -> Any:
+    """Start an aiokafka client, or fail with one clear line (and nothing left open)."""
+    from ..errors import TocsinError
+
+    try:
+        await asyncio.wait_for(client.start(), timeout_s)
+    except Exception as exc:
+        await client.stop()
+        raise TocsinError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from None
+    return client
+
+
+async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (refreshing metadata once); empty if it does not exist."""
+    parts = c.partitions_for_topic(topic)
+    if not parts:
+        await c._client.force_metadata_update()  # noqa: SLF001
+        parts = c.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]

@@ -188,12 +188,10 @@ def send(
     async def produce() -> tuple[int, int]:
         from aiokafka import AIOKafkaProducer
 
+        from ..infra.kafka import started
+
         p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", request_timeout_ms=10000)
-        try:
-            await asyncio.wait_for(p.start(), 15)
-        except Exception as exc:
-            await p.stop()
-            raise TocsinError(f"cannot reach Kafka at {s.kafka_bootstrap}: {type(exc).__name__}") from None
+        await started(p, s.kafka_bootstrap)
         try:
             md = await p.send_and_wait(f"{s.topic_prefix}.alerts", dumps(event), key=event.fingerprint.encode())
             return md.partition, md.offset

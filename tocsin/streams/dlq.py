@@ -8,11 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
-from ..errors import TocsinError
-from ..infra.kafka import end_offsets
+from ..infra.kafka import end_offsets, started, topic_partitions
 from ..schemas.codec import dumps, loads
 from ..schemas.messages import DeliveryCommand
 
@@ -32,19 +31,11 @@ async def read_dlq(bootstrap: str, topic: str, timeout_s: float = 10.0,
                    progress: Callable[[int, int], None] | None = None) -> list[DlqEntry]:
     """Every entry of the DLQ up to its end at the time of the call."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000)
+    await started(c, bootstrap, timeout_s)
     try:
-        await asyncio.wait_for(c.start(), timeout_s)
-    except Exception as exc:
-        await c.stop()
-        raise TocsinError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from None
-    try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()  # noqa: SLF001
-            parts = c.partitions_for_topic(topic)
-        if not parts:
+        tps = await topic_partitions(c, topic)
+        if not tps:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         ends = await end_offsets(c, tps)
         begins = await c.beginning_offsets(tps)
         await c.seek_to_beginning(*tps)
@@ -99,12 +90,7 @@ def redrive_command(cmd: DeliveryCommand) -> DeliveryCommand:
 
 async def redrive(bootstrap: str, prefix: str, commands: list[DeliveryCommand],
                   progress: Callable[[int, int], None] | None = None) -> int:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    try:
-        await asyncio.wait_for(p.start(), 15)
-    except Exception as exc:
-        await p.stop()
-        raise TocsinError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from None
+    p = await started(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5), bootstrap)
     try:
         futs = []
         for i, cmd in enumerate(commands, 1):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ..errors import TocsinError
-from ..infra.kafka import end_offsets
+from ..infra.kafka import end_offsets, started, topic_partitions
 from ..schemas.alert import parse_timestamp
 
 
@@ -62,20 +62,12 @@ async def replay(bootstrap: str, topic: str, start: Bound | None, end: Bound | N
     """Copy ``topic[start:end)`` (per partition) onto ``to_topic`` (default: the same topic)."""
     target = to_topic or topic
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000)
-    try:
-        await asyncio.wait_for(c.start(), 15)
-    except Exception as exc:
-        await c.stop()
-        raise TocsinError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from None
+    await started(c, bootstrap)
     p: AIOKafkaProducer | None = None
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()  # noqa: SLF001
-            parts = c.partitions_for_topic(topic)
-        if not parts:
+        tps = await topic_partitions(c, topic)
+        if not tps:
             raise TocsinError(f"--topic: no topic {topic!r} on {bootstrap}")
-        tps = [TopicPartition(topic, n) for n in sorted(parts)]
         begins = await c.beginning_offsets(tps)
         ends = await end_offsets(c, tps)
         lo = await _resolve(c, tps, start, begins, ends)
