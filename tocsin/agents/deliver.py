@@ -228,7 +228,9 @@ def attempt_record(cmd: DeliveryCommand, status: AttemptStatus, started: dt.date
 
 async def record_attempt(rt: Runtime, att: DeliveryAttempt) -> None:
     metrics.deliveries.labels(att.channel, att.status.value).inc()
-    await rt.topics.attempts.send(key=att.delivery_id, value=att)
+    # straight to the producer (Faust flushes it before committing the command's offset)
+    await rt.app.producer.send(rt.topics.attempts.get_topic_name(), att.delivery_id.encode(),
+                               rt.extras["dumps"](att), None, None, None)
 
 
 async def defer(rt: Runtime, cmd: DeliveryCommand, wait_s: float, status: AttemptStatus, why: str) -> None:
@@ -306,7 +308,8 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     else:
         failed_status = AttemptStatus.FAILED
         try:
-            result = await asyncio.wait_for(channel.send(cmd), rt.settings.delivery_timeout_s * 1.5)
+            async with asyncio.timeout(rt.settings.delivery_timeout_s * 1.5):
+                result = await channel.send(cmd)
         except TimeoutError:
             result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
         except Exception as exc:  # a channel bug must not lose the command
