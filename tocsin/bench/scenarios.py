@@ -158,11 +158,19 @@ async def latency(rates: list[int], seconds: float, log: Log, tmp: Path) -> dict
 
             async def send(i: int, p: AIOKafkaProducer = p, sent: dict[str, float] = sent, prefix: str = prefix,
                            ts: dt.datetime = ts, run: str = run) -> None:
-                ev = create_alert("db_write_fail", 2, f"lat {i}", fingerprint=f"lat:{run}:{i}", event_timestamp=ts)
+                ev = create_alert("db_write_fail", 2, f"lat {i}", fingerprint=f"lat:{run}:{uuid.uuid4().hex}",
+                              event_timestamp=ts)
                 key = f"{ev.fingerprint}:{int(ts.timestamp()) // 600}"
                 sent[delivery_id_for(key, "webhook:default", "webhook:default")] = time.time()
                 await p.send(f"{prefix}.alerts", dumps(ev), key=ev.fingerprint.encode())
 
+            # warm-up (connections, metadata, first batches), not measured
+            await offered(rate, 1.0, send)
+            await p.flush()
+            deadline = time.monotonic() + 60
+            while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            sent.clear()
             await offered(rate, seconds, send)
             await p.flush()
             deadline = time.monotonic() + 60
@@ -203,10 +211,15 @@ async def bare_latency(bootstrap: str, topic: str, recv: Receiver, rate: int, se
     await asyncio.sleep(0.5)
 
     async def send(i: int) -> None:
-        marker = f"bare:{topic}:{i}"
+        marker = f"bare:{topic}:{uuid.uuid4().hex}"
         sent[marker] = time.time()
         await p.send(topic, b"{}", key=marker.encode())
 
+    await offered(rate, 1.0, send)  # warm-up, as for Tocsin
+    deadline = time.monotonic() + 30
+    while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    sent.clear()
     await offered(rate, seconds, send)
     deadline = time.monotonic() + 30
     while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
