@@ -54,8 +54,9 @@ async def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) 
         await p.stop()
 
 
-async def span(bootstrap: str, topic: str, n: int, timeout: float) -> float:
-    """Seconds between the first and the n-th message's producer timestamps on ``topic``."""
+async def span(bootstrap: str, topic: str, n: int, timeout: float, worker: Worker | None = None) -> float:
+    """Seconds between the first and the n-th message's producer timestamps on ``topic``
+    (fails at once if ``worker``, the process producing them, exits)."""
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                          enable_auto_commit=False, group_id=None)
     await c.start()
@@ -63,6 +64,8 @@ async def span(bootstrap: str, topic: str, n: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     try:
         while len(stamps) < n and time.monotonic() < deadline:
+            if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
+                raise RuntimeError(f"the measured process exited; see {worker.log}")
             batch = await c.getmany(timeout_ms=500, max_records=20000)
             for msgs in batch.values():
                 stamps.extend(m.timestamp for m in msgs)
@@ -102,14 +105,14 @@ async def pipeline(n: int, log: Log, tmp: Path) -> dict[str, Result]:
         await produce(b.bootstrap, "p1.alerts", items)
         w = Worker(base_env(b.bootstrap, "p1", tmp / "p1"), tmp / "p1.log").start()
         await w.ready()
-        out["tocsin"] = n / await span(b.bootstrap, "p1.decisions", n, timeout=600)
+        out["tocsin"] = n / await span(b.bootstrap, "p1.decisions", n, timeout=600, worker=w)
         w.stop()
         log(f"pipeline: tocsin {out['tocsin']:.0f}/s")
         # (a) a Faust agent that only consumes and produces
         await produce(b.bootstrap, "p2.alerts", items)
         pt = Worker(base_env(b.bootstrap, "p2", tmp / "p2"), tmp / "p2.log", module="tocsin.bench.passthrough",
                     args=()).start()
-        out["faust"] = n / await span(b.bootstrap, "p2.passthrough", n, timeout=600)
+        out["faust"] = n / await span(b.bootstrap, "p2.passthrough", n, timeout=600, worker=pt)
         pt.stop()
         log(f"pipeline: faust pass-through {out['faust']:.0f}/s")
         # (b) raw aiokafka consume -> produce
