@@ -220,3 +220,27 @@ async def test_dlq_list_and_redrive(stack: Stack, webhook: HttpReceiver, smtp: S
     assert again.returncode == 0
     await asyncio.sleep(1.5)
     assert len(webhook.requests) == 2
+
+
+async def test_rate_limit_defers_through_the_retry_topic(stack: Stack, webhook: HttpReceiver) -> None:
+    routing = routing_file(stack.tmp, """
+always = []
+[severity]
+1 = []
+2 = ["slack:default"]
+3 = []
+""")
+    # Slack's published limit is about 1 message per second per webhook: the channel's default
+    await stack.start_worker(TOCSIN_SLACK_DEFAULT_WEBHOOK=webhook.url, TOCSIN_ROUTING_FILE=routing)
+    await produce(stack.bootstrap, stack.topic("alerts"), [
+        alert_bytes(type="db_write_fail", severity=2, summary=f"s{i}", fingerprint=f"rl:{i}",
+                    event_timestamp=bucket_time(i)) for i in range(3)])
+    reqs = await webhook.wait_for(lambda r: len(r) >= 3, timeout=30)
+    times = sorted(r.at for r in reqs)
+    assert times[1] - times[0] >= 0.7 and times[2] - times[1] >= 0.7  # ~1/s, not all at once
+    assert all("blocks" in r.body for r in reqs)  # Slack's payload
+    attempts = await read_topic(stack.bootstrap, stack.topic("attempts"),
+                                until=lambda ms: sum(m["value"]["status"] == "sent" for m in ms) >= 3)
+    statuses = [a["value"]["status"] for a in attempts]
+    assert statuses.count("sent") == 3 and statuses.count("rate_limited") >= 2
+    assert all(a["value"]["attempt"] == 1 for a in attempts)  # a deferral spends no attempt
