@@ -353,10 +353,19 @@ async def memory_and_recovery(keys: int, log: Log, tmp: Path) -> dict[str, Resul
         env = base_env(b.bootstrap, "k", tmp / "k", TOCSIN_TABLE_STORE="rocksdb")
         w = Worker(env, tmp / "k.log").start()
         await w.ready()
-        await produce(b.bootstrap, "k.alerts", alerts(keys, fingerprints=keys))
-        await span(b.bootstrap, "k.decisions", keys, timeout=900)
         await asyncio.sleep(2)
+        idle_k = w.rss_mb()
+        await produce(b.bootstrap, "k.alerts", alerts(keys, fingerprints=keys))
+        await span(b.bootstrap, "k.decisions", keys, timeout=900, worker=w)
+        await asyncio.sleep(2)
+        loaded_k = w.rss_mb()
         w.stop()
+        rocks_per_million = (loaded_k - idle_k) / keys * 1_000_000
+        out["memory_worker_per_million_fingerprints_rocksdb"] = result(
+            rocks_per_million, per_million, "MB", keys=keys,
+            note="whole worker RSS growth with the RocksDB store vs the memory store, extrapolated")
+        log(f"memory: RocksDB store worker {rocks_per_million:.0f} MB per 1M fingerprints "
+            f"(memory store {per_million:.0f} MB)")
         w2 = Worker(env, tmp / "k2.log").start()
         t_rocks = await w2.ready(timeout=600)
         w2.stop()
