@@ -250,3 +250,22 @@ always = []
     statuses = [a["value"]["status"] for a in attempts]
     assert statuses.count("sent") == 3 and statuses.count("rate_limited") >= 2
     assert all(a["value"]["attempt"] == 1 for a in attempts)  # a deferral spends no attempt
+
+
+async def test_garbage_on_internal_topics_is_kept_and_nothing_stops(stack: Stack, webhook: HttpReceiver) -> None:
+    await stack.start_worker(TOCSIN_WEBHOOK_DEFAULT_URL=webhook.url, TOCSIN_RECORD_ENABLED="true")
+    internal = ("deliveries.webhook", "deliveries.retry", "decisions", "lifecycle", "attempts")
+    for name in internal:
+        await produce(stack.bootstrap, stack.topic(name), [(b"junk", b"\xffnot json")])
+    await produce(stack.bootstrap, stack.topic("alerts"), [
+        alert_bytes(type="db_write_fail", severity=2, summary="after the junk", fingerprint="junk:1",
+                    event_timestamp=bucket_time())])
+    await webhook.wait_for(lambda r: len(r) == 1)  # every agent is still working
+    dlq = await read_topic(stack.bootstrap, stack.topic("dlq"),
+                           until=lambda ms: len({m["value"].get("source", {}).get("topic") or m["value"].get("kind")
+                                                 for m in ms}) >= len(internal))
+    kept = {m["value"].get("source", {}).get("topic") or m["value"]["kind"] for m in dlq}
+    assert {stack.topic("deliveries.webhook"), stack.topic("deliveries.retry"), stack.topic("decisions"),
+            stack.topic("lifecycle")} <= kept
+    assert "attempts" in kept or "decisions" in kept  # the recorder's reject
+    assert all(m["value"]["raw"] and m["value"]["error"] for m in dlq)

@@ -39,6 +39,7 @@ from ..schemas.messages import (
 from ..streams import metrics
 from ..streams.app import Runtime
 from .channels.base import DeliveryResult, redact
+from .common import decode, keep_bad
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +355,9 @@ def register(rt: Runtime) -> None:
     rt.extras["dispatchers"] = dispatchers
 
     def make_agent(channel: str) -> None:
-        topic = rt.topics.deliveries[channel]
+        # raw bytes in: a message that is not a command is kept on the DLQ, never crashes the agent
+        topic = app.topic(rt.topics.deliveries[channel].get_topic_name(), key_serializer="raw",
+                          value_serializer="raw", partitions=rt.settings.partitions)
         dispatcher = dispatchers[channel] = Dispatcher(rt, channel, limits)
 
         async def deliver(stream: Any) -> None:
@@ -372,16 +375,10 @@ def register(rt: Runtime) -> None:
 
         async def read_one(event: Any) -> None:
             try:
-                cmd = DeliveryCommand.model_validate(event.value)
+                cmd = DeliveryCommand.model_validate(decode(event.value))
             except (ValidationError, TypeError, ValueError) as exc:
-                log.error("bad delivery command at %s/%s@%s kept on the DLQ: %s", event.message.topic,
-                          event.message.partition, event.message.offset, str(exc)[:300])
                 try:
-                    await rt.topics.dlq.send(key=event.key, value={
-                        "error": f"invalid delivery command: {str(exc)[:500]}",
-                        "raw": event.value, "source": {"topic": event.message.topic,
-                                                       "partition": event.message.partition,
-                                                       "offset": event.message.offset}})
+                    await keep_bad(rt, event, f"invalid delivery command: {exc}")
                 finally:
                     event.ack()
                 return

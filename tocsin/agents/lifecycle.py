@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ..schemas.codec import dumps
 from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
 from ..streams.app import Runtime
+from .common import decode, keep_bad
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def register(rt: Runtime) -> None:
     app, topics, s = rt.app, rt.topics, rt.settings
     decisions_name = topics.decisions.get_topic_name()
     source = app.topic(decisions_name, topics.lifecycle.get_topic_name(), key_serializer="raw",
-                       value_serializer="tocsin", partitions=s.partitions)
+                       value_serializer="raw", partitions=s.partitions)
     table = rt.tables.status
 
     @app.agent(source, name=f"{s.topic_prefix}.lifecycle", concurrency=1)
@@ -125,23 +126,18 @@ def register(rt: Runtime) -> None:
                 try:
                     event: Decision | LifecycleEvent
                     if ev.message.topic == decisions_name:
-                        decision = Decision.model_validate(ev.value)
+                        decision = Decision.model_validate(decode(ev.value))
                         implied = recovery_resolve(decision)
                         if implied is not None:
                             out.append((implied.fingerprint.encode(), dumps(implied)))
                         event, fp = decision, decision.alert.fingerprint
                     else:
-                        event = LifecycleEvent.model_validate(ev.value)
+                        event = LifecycleEvent.model_validate(decode(ev.value))
                         fp = event.fingerprint
                     _current_event.set(weakref.ref(ev))
                     table[fp] = fold(table.get(fp), event)
                 except (ValidationError, TypeError, ValueError) as exc:
-                    log.error("lifecycle: bad message at %s/%s@%s kept on the DLQ: %s", ev.message.topic,
-                              ev.message.partition, ev.message.offset, str(exc)[:300])
-                    await topics.dlq.send(key=ev.key, value={
-                        "error": f"lifecycle: {str(exc)[:500]}", "raw": ev.value,
-                        "source": {"topic": ev.message.topic, "partition": ev.message.partition,
-                                   "offset": ev.message.offset}})
+                    await keep_bad(rt, ev, f"lifecycle: {exc}")
                 except Exception:
                     log.exception("lifecycle: failed on %s/%s@%s", ev.message.topic, ev.message.partition,
                                   ev.message.offset)

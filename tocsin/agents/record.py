@@ -17,6 +17,8 @@ import random
 from typing import Any
 
 from ..errors import StoreError, TocsinError
+from ..schemas.codec import dumps
+from ..schemas.validate import raw_text
 from ..streams import metrics
 from ..streams.app import Runtime
 from .recorder import Recorder, kind_for_topic
@@ -77,7 +79,7 @@ def register(rt: Runtime) -> None:
     app, topics, s = rt.app, rt.topics, rt.settings
     names = [topics.decisions.get_topic_name(), topics.attempts.get_topic_name(),
              topics.lifecycle.get_topic_name()]
-    source = app.topic(*names, key_serializer="raw", value_serializer="tocsin", partitions=s.partitions)
+    source = app.topic(*names, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     prefix = s.topic_prefix
     holder: dict[str, Recorder] = {}
 
@@ -109,8 +111,10 @@ def register(rt: Runtime) -> None:
                 continue
             for r in rejects:
                 try:
+                    raw = bytes(r.value) if isinstance(r.value, bytes | bytearray) else dumps(r.value)
+                    text, enc = raw_text(raw)
                     await topics.dlq.send(key=None, value={"error": f"record {r.kind}: {r.error}",
-                                                           "kind": r.kind, "raw": r.value})
+                                                           "kind": r.kind, "raw": text, "raw_encoding": enc})
                 except Exception:
                     log.exception("could not keep a rejected %s message", r.kind)
 

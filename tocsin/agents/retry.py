@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from ..schemas.messages import DeliveryCommand
 from ..streams import metrics
 from ..streams.app import Runtime
+from .common import decode, keep_bad
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
@@ -45,16 +46,17 @@ def register(rt: Runtime) -> None:
             event.ack()
         metrics.retries_pending.set(len(heap))
 
-    @app.agent(rt.topics.retry, name=f"{rt.settings.topic_prefix}.retry", concurrency=1)
+    source = app.topic(rt.topics.retry.get_topic_name(), key_serializer="raw", value_serializer="raw",
+                       partitions=rt.settings.partitions)
+
+    @app.agent(source, name=f"{rt.settings.topic_prefix}.retry", concurrency=1)
     async def retry(stream: Any) -> None:
         async for event in stream.noack().events():
             try:
-                cmd = DeliveryCommand.model_validate(event.value)
+                cmd = DeliveryCommand.model_validate(decode(event.value))
             except (ValidationError, TypeError, ValueError) as exc:
-                log.error("bad retry command kept on the DLQ: %s", str(exc)[:300])
                 try:
-                    await rt.topics.dlq.send(key=event.key, value={
-                        "error": f"invalid delivery command: {str(exc)[:500]}", "raw": event.value})
+                    await keep_bad(rt, event, f"invalid delivery command: {exc}")
                 finally:
                     event.ack()
                 continue

@@ -24,7 +24,7 @@ def format_errors(exc: ValidationError) -> list[str]:
     return out or [str(exc)]
 
 
-def _raw_text(raw: bytes) -> tuple[str, Literal["text", "base64"]]:
+def raw_text(raw: bytes) -> tuple[str, Literal["text", "base64"]]:
     try:
         return raw.decode("utf-8"), "text"
     except UnicodeDecodeError:
@@ -35,7 +35,7 @@ def rejection(raw: bytes | None, key: bytes | str | None, position: SourcePositi
               errors: list[str]) -> InvalidAlert:
     """Keep a rejected message: raw bytes (text, or base64 when not UTF-8), key, origin, errors."""
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-    text, enc = _raw_text(raw or b"")
+    text, enc = raw_text(raw or b"")
     return InvalidAlert(raw=text, raw_encoding=enc, key=key_text, source=position, errors=errors)
 
 
