@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,16 +172,31 @@ def test_recovery_dedupe_keys_are_per_event() -> None:
 # ---------------------------------------------------------------- state codec
 
 
-@pytest.mark.parametrize("state", [WindowState(0, 0), WindowState(alert_key(uuid.uuid4()), 12)])
-def test_window_state_round_trips(state: WindowState) -> None:
-    assert WindowState.from_value(state.to_value()) == state
-    assert WindowState.from_value(list(state.to_value())) == state  # as JSON gives it back
+@given(key=st.integers(0, (1 << 40) - 1), suppressed=st.integers(0, 10**12))
+def test_window_state_round_trips(key: int, suppressed: int) -> None:
+    state = WindowState(key, suppressed)
+    value = state.to_value()
+    assert isinstance(value, int) == (suppressed < 1 << 23)
+    assert WindowState.from_value(value) == state
+    assert WindowState.from_value(orjson.loads(orjson.dumps(value))) == state  # the changelog's JSON
     assert WindowState.from_value(state) is state
 
 
-def test_window_state_written_with_the_alert_id_reads_as_its_key() -> None:
+def test_window_state_is_one_small_int() -> None:
+    value = WindowState(alert_key(uuid.uuid4()), 999_999).to_value()
+    assert sys.getsizeof(value) <= 32  # a (key, count) tuple was 92 bytes with its ints
+
+
+def test_alert_key_is_the_top_40_bits() -> None:
     a = uuid.uuid4()
-    assert WindowState.from_value([str(a), 3]) == WindowState(alert_key(a), 3)
+    assert alert_key(a) == a.int >> 88 == alert_key(str(a))
+    assert 0 <= alert_key(a) < 1 << 40
+
+
+def test_window_state_written_by_older_versions_reads_as_the_same_key() -> None:
+    a = uuid.uuid4()
+    assert WindowState.from_value([str(a), 3]) == WindowState(alert_key(a), 3)  # the alert id
+    assert WindowState.from_value([a.int >> 64, 3]) == WindowState(alert_key(a), 3)  # its 64-bit key
 
 
 @pytest.mark.parametrize("empty", [None, [], ""])
@@ -253,3 +270,13 @@ def test_order_within_a_bucket_never_gives_two_notifies(seconds: list[int], rnd:
     assert [v.outcome for v in verdicts].count(Outcome.NOTIFY) == 1
     assert verdicts[0].outcome is Outcome.NOTIFY  # whichever arrives first
     assert [v.suppressed_count for v in verdicts[1:]] == list(range(1, len(events)))
+
+
+@given(st.uuids())
+def test_decision_id_is_the_rfc_uuid5(alert_id: uuid.UUID) -> None:
+    from tocsin.schemas.messages import NAMESPACE
+
+    expected = uuid.uuid5(NAMESPACE, f"decision/{alert_id}")
+    got = decision_id_for(alert_id)
+    assert got == expected and str(got) == str(expected) and got.version == 5
+    assert hash(got) == hash(expected) and decision_id_for(str(alert_id)) == expected

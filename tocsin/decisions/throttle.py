@@ -4,6 +4,7 @@ suppressed and counted; recoveries bypass. Event time decides, so a replay decid
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,11 +12,18 @@ from typing import Any
 from ..schemas.alert import AlertEvent
 from ..schemas.messages import NAMESPACE, Outcome
 
+#: bits of an alert id the table keeps: enough to tell a re-consumed first event from another
+#: one in its window (a collision only re-sends with the same delivery ids, which delivery
+#: recognises), few enough that key and count share one small integer
+ALERT_KEY_BITS = 40
+_KEY_MASK = (1 << ALERT_KEY_BITS) - 1
+_PACKED_COUNT_LIMIT = 1 << (63 - ALERT_KEY_BITS)
+
 
 def alert_key(alert_id: uuid.UUID | str) -> int:
-    """The 64-bit key of an alert id the table keeps (a third of a UUID string's memory)."""
+    """The 40-bit key of an alert id the table keeps (the top bits of the UUID)."""
     u = alert_id if isinstance(alert_id, uuid.UUID) else uuid.UUID(str(alert_id))
-    return u.int >> 64
+    return u.int >> (128 - ALERT_KEY_BITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,19 +34,28 @@ class WindowState:
     first_alert_id: int
     suppressed: int = 0
 
-    def to_value(self) -> tuple[int, int]:
+    def to_value(self) -> int | tuple[int, int]:
+        """One integer, the count above the alert key's bits: CPython stores it in 32 bytes
+        where a (key, count) pair cost 92. Past 2**23 suppressed in one window the integer
+        would leave JSON's 64-bit range, so such a count is kept as the pair."""
+        if self.suppressed < _PACKED_COUNT_LIMIT:
+            return (self.suppressed << ALERT_KEY_BITS) | self.first_alert_id
         return (self.first_alert_id, self.suppressed)
 
     @classmethod
     def from_value(cls, value: object) -> WindowState | None:
-        if not value:
-            return None
         if isinstance(value, WindowState):
             return value
-        pair: Any = value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value & _KEY_MASK, value >> ALERT_KEY_BITS)
+        if not value:
+            return None
+        pair: Any = value  # [key, count]; from older versions [alert id or its 64-bit key, count]
         first, suppressed = pair[0], pair[1]
-        if isinstance(first, str):  # written by an older version: the alert id itself
+        if isinstance(first, str):
             first = alert_key(first)
+        elif first > _KEY_MASK:
+            first = int(first) >> (64 - ALERT_KEY_BITS)
         return cls(int(first), int(suppressed))
 
 
@@ -95,6 +112,18 @@ def decide(
                    WindowState(state.first_alert_id, count))
 
 
+_DECISION_NAME = NAMESPACE.bytes + b"decision/"
+_V5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V5_SET = (0x5000 << 64) | (0x8000 << 48)
+
+
 def decision_id_for(alert_id: uuid.UUID | str) -> uuid.UUID:
-    """One decision per alert: a re-consumed event yields the same decision id."""
-    return uuid.uuid5(NAMESPACE, f"decision/{alert_id}")
+    """One decision per alert: a re-consumed event yields the same decision id.
+
+    ``uuid.uuid5(NAMESPACE, f"decision/{alert_id}")``, computed without its intermediate
+    UUID objects (it is on the throttle's per-event path; a test checks they are equal)."""
+    digest = hashlib.sha1(_DECISION_NAME + str(alert_id).encode()).digest()  # noqa: S324 (RFC 4122 v5)
+    u = object.__new__(uuid.UUID)
+    object.__setattr__(u, "int", (int.from_bytes(digest[:16]) & _V5_CLEAR) | _V5_SET)
+    object.__setattr__(u, "is_safe", uuid.SafeUUID.unknown)
+    return u

@@ -46,16 +46,23 @@ def derived_alert_id(position: SourcePosition) -> uuid.UUID:
 
 
 def validate_raw(
-    raw: bytes | None, key: bytes | str | None, position: SourcePosition
+    raw: bytes | None, key: bytes | str | None, position: SourcePosition | tuple[str, int, int]
 ) -> AlertEvent | InvalidAlert:
-    """Decode and validate one message; never raises."""
+    """Decode and validate one message; never raises. ``position`` may be a (topic,
+    partition, offset) tuple: it becomes a SourcePosition only when one is needed."""
+    def where() -> SourcePosition:
+        if isinstance(position, SourcePosition):
+            return position
+        topic, partition, offset = position
+        return SourcePosition(topic=topic, partition=partition, offset=offset)
+
     key_text: str | None
     if isinstance(key, bytes):
         key_text = key.decode("utf-8", "replace")
     else:
         key_text = key
     if raw is None:
-        return InvalidAlert(raw="", raw_encoding="text", key=key_text, source=position,
+        return InvalidAlert(raw="", raw_encoding="text", key=key_text, source=where(),
                             errors=["event: empty message (no value)"])
     errors: list[str]
     try:
@@ -67,11 +74,11 @@ def validate_raw(
             errors = [f"event: must be a JSON object, got {type(data).__name__}"]
         else:
             if not data.get("alert_id"):
-                data["alert_id"] = derived_alert_id(position)
+                data["alert_id"] = derived_alert_id(where())
             try:
                 return AlertEvent.model_validate(data)
             except ValidationError as exc:
                 errors = format_errors(exc)
             except (ValueError, TypeError, RecursionError) as exc:  # defensive: never raise
                 errors = [f"event: {exc}"]
-    return rejection(raw, key_text, position, errors)
+    return rejection(raw, key_text, where(), errors)

@@ -127,6 +127,8 @@ def make_faust_app(s: Settings) -> faust.App:
         # _true_highwaters): a false alarm must not stop notifications
         recovery_consistency_check=False,
         producer_linger_ms=1,
+        # the throttle hands whole record batches to the producer (agents/batches.py)
+        producer_max_batch_size=256 * 1024,
         web_enabled=True,
         web_port=s.web_port,
         web_bind=s.web_host,

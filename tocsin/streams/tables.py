@@ -23,11 +23,11 @@ class ThrottleTable:
     """Event-time access to the windowed throttle table.
 
     Faust's ``relative_to_field`` needs the event being processed to be Faust's *current
-    event* and its value a Faust Record; the throttle processes validated pydantic events in
-    batches, so it names the event time explicitly instead (``ts`` below is the event's
-    ``event_timestamp``), which is the same window arithmetic with the clock as a parameter.
-    Writes must happen with the event's source message as the current event (the agent
-    sets it), so the changelog record lands in that message's partition.
+    event* and its value a Faust Record; the throttle reads its partitions with its own
+    consumer (agents/throttle.py) and processes validated events in batches, so it names the
+    event time and the partition explicitly instead (``ts`` below is the event's
+    ``event_timestamp``): the same window arithmetic, the same store, the same changelog
+    record in the same partition and the same expiry index as Faust's own ``__setitem__``.
     """
 
     def __init__(self, wrapper: Any, window_s: int) -> None:
@@ -45,14 +45,22 @@ class ThrottleTable:
     def previous(self, fingerprint: str, ts: float) -> WindowState | None:
         return self.get(fingerprint, ts - self.window_s)
 
-    def set(self, fingerprint: str, ts: float, state: WindowState) -> None:
-        # as Faust's _set_windowed, with one shared range tuple per window (not one per key)
+    def store(self, fingerprint: str, ts: float, state: WindowState, partition: int) -> list[tuple[Any, Any]]:
+        """Keep ``state`` for the fingerprint's window(s) and index it for expiry; returns the
+        (key, value) changelog records to send to ``partition``. One shared range tuple per
+        window, not one per key."""
+        table = self.table
         value = state.to_value()
-        for rng in self.table._window_ranges(ts):
+        records = []
+        for rng in table._window_ranges(ts):
             rng = self._ranges.setdefault(rng, rng)
-            self.table._set_key((fingerprint, rng), value)
+            key = (fingerprint, rng)
+            table.data[key] = value
+            table._maybe_set_key_ttl(key, partition)
+            records.append((key, value))
         if len(self._ranges) > 4096:
             self._ranges.clear()
+        return records
 
     def __len__(self) -> int:
         return len(self.table.data)

@@ -1,0 +1,98 @@
+"""Send a processed batch's messages as one Kafka record batch per topic partition.
+
+``AIOKafkaProducer.send`` costs a future, an accumulator lookup and a wake-up per message;
+``create_batch``/``send_batch`` cost them once per partition batch. Keyed messages go to the
+partition Kafka's default partitioner (murmur2, as the Java client and aiokafka) would pick,
+so consumers and tables see exactly what a per-message ``send`` would have produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+#: (topic, key, value, partition or None for the key's)
+Outgoing = list[tuple[str, bytes | None, bytes, int | None]]
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as aiokafka's
+    ``murmur2`` computes it, reading the body as little-endian 32-bit words at once (about
+    three times faster than byte by byte; the same results, a property test checks)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    body = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:body]):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    extra = length & 3
+    if extra >= 3:
+        h ^= data[body + 2] << 16
+    if extra >= 2:
+        h ^= data[body + 1] << 8
+    if extra >= 1:
+        h = ((h ^ data[body]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2) over ``partitions`` partitions."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@lru_cache(maxsize=1 << 16)
+def partition_for_text(key: str, partitions: int) -> int:
+    """``partition_for`` of a text key, remembered: fingerprints repeat."""
+    return partition_for(key.encode(), partitions)
+
+
+class BatchSender:
+    """Groups messages by (topic, partition) and hands each group to the producer as record
+    batches; returns the batches' futures (each resolves to the batch's first offset)."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer  # an started AIOKafkaProducer
+        self._counts: dict[str, int] = {}
+
+    async def partitions(self, topic: str) -> int:
+        n = self._counts.get(topic)
+        if n is None:
+            await self.producer.client._wait_on_metadata(topic)  # noqa: SLF001
+            parts = self.producer.client.cluster.partitions_for_topic(topic)
+            n = self._counts[topic] = len(parts)
+        return n
+
+    async def send(self, out: Outgoing) -> list[tuple[str, int, int, asyncio.Future[Any]]]:
+        """Queue every message; returns (topic, partition, count, future) per record batch."""
+        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        for topic, key, value, partition in out:
+            if partition is None:
+                n = await self.partitions(topic)
+                partition = partition_for(key, n) if key is not None else random.randrange(n)
+            groups[(topic, partition)].append((key, value))
+        futures = []
+        create, send_batch = self.producer.create_batch, self.producer.send_batch
+        for (topic, partition), msgs in groups.items():
+            batch, count = create(), 0
+            for key, value in msgs:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    if count == 0:
+                        raise ValueError(f"a message of {len(value)} bytes does not fit a record batch for {topic}")
+                    futures.append((topic, partition, count, await send_batch(batch, topic, partition=partition)))
+                    batch, count = create(), 0
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a message of {len(value)} bytes does not fit a record batch for {topic}")
+                count += 1
+            futures.append((topic, partition, count, await send_batch(batch, topic, partition=partition)))
+        return futures
