@@ -1,9 +1,10 @@
 """RSS of the throttle table's own data for N fingerprints, run in a fresh process.
 
-It holds exactly what Faust's memory store holds for Tocsin's windowed table: the data dict
-``{(fingerprint, window_range): (first_alert_key, suppressed)}`` with one shared range tuple
-per window (streams/tables.py) and Faust's expiry index ``{(partition, window_end): {keys}}``.
-Baseline: the same fingerprints in a plain dict, the least any table of them could hold."""
+It fills the worker's real throttle table (Faust's memory store, through
+``ThrottleTable.store``, the call the throttle makes): the data
+``{(fingerprint, window_range): packed state}`` with one shared range tuple per window, and
+Faust's expiry index ``{(partition, window_end): {keys}}``. Baseline: the same fingerprints
+in a plain dict, the least any table of them could hold."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import gc
 import os
 import sys
 import uuid
-from collections import defaultdict
 
 
 def rss_mb() -> float:
@@ -27,17 +27,19 @@ def fingerprint(i: int) -> str:
 
 
 def main(n: int, mode: str) -> None:
+    if mode == "table":
+        from tocsin.decisions.throttle import WindowState, alert_key
+        from tocsin.streams.app import build
+        from tocsin.streams.settings import Settings
+
+        table = build(Settings(kafka_bootstrap="127.0.0.1:1"), record=False).tables.throttle
+        ts = 1_795_000_200.0
     gc.collect()
     before = rss_mb()
     if mode == "table":
-        data: dict = {}
-        expiry: defaultdict = defaultdict(set)
-        start = 1_795_000_200.0
-        rng = (start, start + 599.9)
         for i in range(n):
-            key = (fingerprint(i), rng)
-            data[key] = (uuid.uuid4().int >> 64, 0)
-            expiry[(i % 4, rng[1])].add(key)
+            table.store(fingerprint(i), ts, WindowState(alert_key(uuid.uuid4()), 0), i % 4)
+        assert len(table) == n
     else:
         plain = {fingerprint(i): None for i in range(n)}  # noqa: F841
     gc.collect()

@@ -150,8 +150,9 @@ async def latency(rates: list[int], seconds: float, log: Log, tmp: Path) -> dict
         recv = await Receiver().start()
         for rate in rates:
             prefix = f"l{rate}"
-            w = Worker(base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url),
-                       tmp / f"{prefix}.log").start()
+            # the webhook is the route (the console channel off: its lines are not the measure)
+            w = Worker(base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url,
+                                TOCSIN_CONSOLE_ENABLED="false"), tmp / f"{prefix}.log").start()
             await w.ready()
             p = AIOKafkaProducer(bootstrap_servers=b.bootstrap, linger_ms=0)
             await p.start()
