@@ -140,9 +140,10 @@ async def test_unkeyed_events_are_repartitioned_by_fingerprint(stack: Stack) -> 
     assert len({d["partition"] for d in decisions}) == 1
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_restarted_worker_restores_the_throttle_table(stack: Stack, webhook: HttpReceiver,
-                                                             smtp: SmtpReceiver) -> None:
-    env = delivery_env(webhook, smtp)
+                                                             smtp: SmtpReceiver, store: str) -> None:
+    env = {**delivery_env(webhook, smtp), "TOCSIN_TABLE_STORE": store}
     w1 = await stack.start_worker(**env)
     fp = f"db_write_fail:{uuid.uuid4().hex[:6]}"
     await produce(stack.bootstrap, stack.topic("alerts"),
@@ -159,4 +160,5 @@ async def test_restarted_worker_restores_the_throttle_table(stack: Stack, webhoo
     decisions = await read_topic(stack.bootstrap, stack.topic("decisions"), min_count=2)
     await asyncio.sleep(1.0)
     assert [d["value"]["outcome"] for d in decisions] == ["notify", "suppress"]
+    assert decisions[1]["value"]["suppressed_count"] == 1
     assert len(webhook.requests) == 1

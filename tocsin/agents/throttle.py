@@ -341,6 +341,19 @@ def _keep_paused(app: Any, topics: frozenset[str]) -> None:
         Consumer._tocsin_original_resume = original  # type: ignore[attr-defined]
         Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
 
+        # nor does its liveness check report them as a stream that never started
+        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+        verify = AIOKafkaConsumerThread.verify_event_path
+
+        def verify_event_path(self: Any, now: float, tp: Any) -> None:
+            hot = getattr(self.consumer.app, "_tocsin_hot_topics", None)
+            if hot and tp.topic in hot:
+                return None
+            return verify(self, now, tp)
+
+        AIOKafkaConsumerThread.verify_event_path = verify_event_path  # type: ignore[method-assign]
+
 
 def register(rt: Runtime) -> None:
     app, s = rt.app, rt.settings

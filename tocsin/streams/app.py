@@ -158,8 +158,21 @@ def _fast_drain() -> None:
     Consumer.wait_first = wait_first  # type: ignore[method-assign]
 
 
+def _roomier_producer_buffer(max_messages: int = 2000) -> None:
+    """Table writes go through Faust's producer buffer (``send_soon``), drained one message
+    at a time by a background task. Past ``max_messages`` (Faust: 100) the conductor stops
+    handing records to every agent and flushes the buffer with a ``wait_for`` per message;
+    under a burst of notifications the delivery and status tables' changelog writes crossed
+    100 all the time and stalled every agent. A larger bound keeps the drain in the
+    background; it still bounds the buffer."""
+    from faust.transport.producer import ProducerBuffer
+
+    ProducerBuffer.max_messages = max_messages
+
+
 def make_faust_app(s: Settings) -> faust.App:
     _fast_drain()
+    _roomier_producer_buffer()
     _tune_consumer(s.fetch_max_wait_ms)
     _true_highwaters(s.kafka_bootstrap)
     store = "memory://" if s.table_store == "memory" else "rocksdb://"

@@ -10,13 +10,23 @@ worker restores it and decides exactly as before.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 
 from ..decisions.throttle import WindowState
+
+
+class _PartitionEvent:
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
 
 
 class ThrottleTable:
@@ -35,6 +45,8 @@ class ThrottleTable:
         self.table = wrapper.table  # the windowed Table under Faust's WindowWrapper
         self._ranges: dict[tuple[float, float], tuple[float, float]] = {}
         self.window_s = window_s
+        self._events: dict[int, Any] = {}
+        self._keep: list[Any] = []
 
     def _key(self, fingerprint: str, ts: float) -> tuple:
         return (fingerprint, self.table.window.current(ts))
@@ -52,15 +64,29 @@ class ThrottleTable:
         table = self.table
         value = state.to_value()
         records = []
-        for rng in table._window_ranges(ts):
-            rng = self._ranges.setdefault(rng, rng)
-            key = (fingerprint, rng)
-            table.data[key] = value
-            table._maybe_set_key_ttl(key, partition)
-            records.append((key, value))
+        # the RocksDB store picks the partition's database from Faust's current event
+        token = _current_event.set(self._partition_event(partition))
+        try:
+            for rng in table._window_ranges(ts):
+                rng = self._ranges.setdefault(rng, rng)
+                key = (fingerprint, rng)
+                table.data[key] = value
+                table._maybe_set_key_ttl(key, partition)
+                records.append((key, value))
+        finally:
+            _current_event.reset(token)
         if len(self._ranges) > 4096:
             self._ranges.clear()
         return records
+
+    def _partition_event(self, partition: int) -> Any:
+        """A weak reference to a stand-in event of ``partition`` (all a store reads of it)."""
+        ref = self._events.get(partition)
+        if ref is None:
+            event = _PartitionEvent(SimpleNamespace(partition=partition))
+            self._keep.append(event)
+            ref = self._events[partition] = weakref.ref(event)
+        return ref
 
     def __len__(self) -> int:
         return len(self.table.data)
