@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .harness import HttpReceiver, Stack, WorkerProcess, produce
+from .harness import HttpReceiver, Stack, WorkerProcess, produce, read_topic
 from .test_pipeline import alert_bytes, bucket_time
 
 pytestmark = pytest.mark.integration
@@ -156,3 +156,21 @@ async def test_metrics_parse_and_move(stack: Stack, webhook: HttpReceiver) -> No
     assert delta("tocsin_decisions_total", outcome="suppress") == 1
     assert delta("tocsin_deliveries_total", channel="webhook", status="sent") == 1
     assert delta("tocsin_delivery_latency_seconds_count", channel="webhook") == 1
+
+
+async def test_a_burst_folds_every_occurrence_with_one_status_record_per_batch(stack: Stack,
+                                                                               webhook: HttpReceiver) -> None:
+    """The lifecycle agent folds a batch per fingerprint and writes each status once: the
+    counts are exact and the status changelog holds far fewer records than decisions."""
+    w = await stack.start_worker(TOCSIN_WEBHOOK_DEFAULT_URL=webhook.url)
+    burst = [alert_bytes(type="db_write_fail", severity=2, summary=f"write failed {i}", fingerprint=f"burst:{i % 3}",
+                         event_timestamp=bucket_time(1 + i * 0.01)) for i in range(300)]
+    await produce(stack.bootstrap, stack.topic("alerts"), burst)
+    async with aiohttp.ClientSession() as s:
+        body = await until(s, f"{w.url}/api/alerts?limit=10",
+                           lambda b: sum(i["occurrences"] for i in b["items"]) == 300)
+    by_fp = {i["fingerprint"]: i for i in body["items"]}
+    assert {fp: (i["occurrences"], i["suppressed_count"]) for fp, i in by_fp.items()} == {
+        f"burst:{k}": (100, 99) for k in range(3)}
+    changelog = await read_topic(stack.bootstrap, f"{stack.prefix}-worker-status-changelog", min_count=3, settle=1.0)
+    assert 3 <= len(changelog) < 300 / 2, f"{len(changelog)} status records for 300 decisions"

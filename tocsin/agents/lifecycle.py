@@ -122,6 +122,9 @@ def register(rt: Runtime) -> None:
         producer = app.producer
         async for events in stream.take_events(1000, within=0.01):
             out: list[tuple[bytes, bytes]] = []
+            # folded per fingerprint through the batch, written once each: the changelog
+            # keeps the latest status, so the intermediate ones need no record of their own
+            folded: dict[str, tuple[dict[str, Any], Any]] = {}
             for ev in events:
                 try:
                     event: Decision | LifecycleEvent
@@ -134,13 +137,16 @@ def register(rt: Runtime) -> None:
                     else:
                         event = LifecycleEvent.model_validate(decode(ev.value))
                         fp = event.fingerprint
-                    _current_event.set(weakref.ref(ev))
-                    table[fp] = fold(table.get(fp), event)
+                    current = folded[fp][0] if fp in folded else table.get(fp)
+                    folded[fp] = (fold(current, event), ev)
                 except (ValidationError, TypeError, ValueError) as exc:
                     await keep_bad(rt, ev, f"lifecycle: {exc}")
                 except Exception:
                     log.exception("lifecycle: failed on %s/%s@%s", ev.message.topic, ev.message.partition,
                                   ev.message.offset)
+            for fp, (status, ev) in folded.items():
+                _current_event.set(weakref.ref(ev))  # its changelog record goes to ev's partition
+                table[fp] = status
             lifecycle_name = topics.lifecycle.get_topic_name()
             for key, value in out:
                 await producer.send(lifecycle_name, key, value, None, None, None)
