@@ -1,0 +1,31 @@
+"""The recovery benchmark writes throttle state straight to the changelog: a worker started
+on it must decide exactly as if the throttle had written it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tocsin.bench.scenarios import count_reaches, write_throttle_changelog
+
+from .harness import Stack, produce, read_topic
+from .test_pipeline import alert_bytes, bucket_time
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_worker_restores_the_benchmarks_changelog(stack: Stack) -> None:
+    await write_throttle_changelog(stack.bootstrap, stack.prefix, 1000)
+    await count_reaches(stack.bootstrap, f"{stack.prefix}-worker-throttle-changelog", 1000, timeout=30)
+    await stack.start_worker()
+    fps = [f"order_rejected:ACC{i:07d}:BTC-USD:strat-{i % 50}" for i in (5, 6, 999)]
+    await produce(stack.bootstrap, stack.topic("alerts"),
+                  [alert_bytes(type="order_rejected", severity=2, summary="again", fingerprint=fp,
+                               event_timestamp=bucket_time(30)) for fp in fps]
+                  + [alert_bytes(type="order_rejected", severity=2, summary="new", fingerprint="fresh:1",
+                                 event_timestamp=bucket_time(30))])
+    decisions = await read_topic(stack.bootstrap, stack.topic("decisions"), min_count=4)
+    got = {d["value"]["alert"]["fingerprint"]: (d["value"]["outcome"], d["value"]["suppressed_count"])
+           for d in decisions}
+    # state i holds i % 7 suppressed: one more is suppressed on top of it
+    assert got == {fps[0]: ("suppress", 5 % 7 + 1), fps[1]: ("suppress", 6 % 7 + 1),
+                   fps[2]: ("suppress", 999 % 7 + 1), "fresh:1": ("notify", 0)}
