@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 KNOWN_TYPES = frozenset(
     {
@@ -45,6 +45,9 @@ DETAILS_MAX_STRING = 512
 TOO_LARGE: dict[str, Any] = {"_truncated": True, "_error": "details too large"}
 
 
+_NUMBERS = (int, float)
+
+
 class Entity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,7 +59,7 @@ class Entity(BaseModel):
     @field_validator("account_id", "symbol", "strategy_id", "run_id", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, _NUMBERS) and not isinstance(v, bool):
             return str(v)
         return v
 
@@ -247,7 +250,11 @@ class AlertEvent(BaseModel):
 
     @field_validator("details", mode="before")
     @classmethod
-    def _details(cls, v: Any) -> dict[str, Any]:
+    def _details(cls, v: Any, info: ValidationInfo) -> dict[str, Any]:
+        # an alert inside Tocsin's own messages (context {"internal": True}) was sanitized
+        # when it was first validated, and JSON gave it back: not walked again
+        if isinstance(v, dict) and info.context and info.context.get("internal"):
+            return v
         return sanitize_details(v)
 
     @field_validator("entity", mode="before")
