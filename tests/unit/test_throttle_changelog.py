@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tocsin.decisions.throttle import WindowState, alert_key
+from tocsin.schemas.codec import dumps
 from tocsin.streams.app import build
 from tocsin.streams.settings import Settings
 
@@ -31,3 +32,16 @@ def test_changelog_bytes_are_fausts(fp: str, ts: float, suppressed: int, partiti
         assert TABLE.get(fp, ts) == state
         # indexed for Faust's expiry like its own __setitem__ does
         assert key in table._partition_timestamp_keys[(partition, key[1][1])]
+
+
+@settings(max_examples=100)
+@given(key=st.text(min_size=1, max_size=80),
+       value=st.sampled_from(["sent", "dead"]) | st.fixed_dictionaries(
+           {"status": st.sampled_from(["active", "resolved"]), "occurrences": st.integers(0, 10**9),
+            "summary": st.text(max_size=40), "entity": st.dictionaries(st.text(max_size=8), st.text(max_size=8))}))
+def test_table_write_bytes_are_fausts(key: str, value: object) -> None:
+    """streams/tables.write sends the changelog record itself: the bytes Faust's would be."""
+    for table in (RT.tables.deliveries, RT.tables.status):
+        topic = table.changelog_topic
+        assert orjson.dumps(key) == topic.prepare_key(key, table.key_serializer)[0]
+        assert dumps(value) == topic.prepare_value(value, table.value_serializer)[0]

@@ -38,6 +38,7 @@ from ..schemas.messages import (
 )
 from ..streams import metrics
 from ..streams.app import Runtime
+from ..streams.tables import write
 from .channels.base import DeliveryResult, redact
 from .common import decode, keep_bad
 
@@ -322,7 +323,7 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
         err = f"destination {cmd.destination} is not configured on this worker"
         await record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, now, now,
                                                 reason=Reason.CONFIG.value, error=err))
-        table[cmd.delivery_id] = DEAD
+        await write(rt.app, table, cmd.delivery_id, DEAD, event.message.partition)
         await dead_letter(rt, cmd, err)
         return
     mono = time.monotonic()
@@ -353,7 +354,7 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     finished = utcnow()
     child(metrics.delivery_latency, cmd.channel).observe((finished - started).total_seconds())
     if result.ok:
-        table[cmd.delivery_id] = SENT
+        await write(rt.app, table, cmd.delivery_id, SENT, event.message.partition)
         child(metrics.end_to_end_latency, cmd.channel).observe(
             max(0.0, (finished - cmd.alert.event_timestamp).total_seconds()))
         await record_attempt(rt, attempt_record(cmd, AttemptStatus.SENT, started, finished, result))
@@ -368,7 +369,7 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
         return
     await record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, started, finished, result,
                                             reason=f"{result.reason.value}: {plan.reason}"))
-    table[cmd.delivery_id] = DEAD
+    await write(rt.app, table, cmd.delivery_id, DEAD, event.message.partition)
     await dead_letter(rt, cmd, result.error)
 
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ..schemas.codec import dumps
 from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
 from ..streams.app import Runtime
+from ..streams.tables import write
 from .common import decode, keep_bad
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def register(rt: Runtime) -> None:
                                   ev.message.offset)
             for fp, (status, ev) in folded.items():
                 _current_event.set(weakref.ref(ev))  # its changelog record goes to ev's partition
-                table[fp] = status
+                await write(app, table, fp, status, ev.message.partition)
             lifecycle_name = topics.lifecycle.get_topic_name()
             for key, value in out:
                 await producer.send(lifecycle_name, key, value, None, None, None)

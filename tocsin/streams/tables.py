@@ -17,9 +17,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import orjson
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
+from faust.types import TP
 
 from ..decisions.throttle import WindowState
+from ..schemas.codec import dumps
 
 
 class _PartitionEvent:
@@ -90,6 +94,22 @@ class ThrottleTable:
 
     def __len__(self) -> int:
         return len(self.table.data)
+
+
+async def write(app: Any, table: Any, key: str, value: Any, partition: int) -> None:
+    """``table[key] = value`` for a plain (or global) table, with the changelog record handed
+    straight to the producer instead of Faust's one-at-a-time send buffer: the same store
+    write, the same bytes to the same partition (tested), and, for a RocksDB store, the same
+    persisted-offset bookkeeping once the record is acknowledged. The caller has set the
+    current event (the RocksDB store picks the partition's database from it)."""
+    table.data[key] = value
+    topic = table.changelog_topic.get_topic_name()
+    fut = await app.producer.send(topic, orjson.dumps(key), dumps(value), partition, None, None)
+    if not isinstance(table.data, MemoryStore):
+        data = table.data
+        tp = TP(topic, partition)
+        fut.add_done_callback(lambda f: None if f.cancelled() or f.exception() else
+                              data.set_persisted_offset(tp, f.result().offset))
 
 
 @dataclass
