@@ -28,6 +28,9 @@ from .common import decode, keep_bad
 
 log = logging.getLogger(__name__)
 
+#: Tocsin's own messages: their alert's details were sanitized once already (schemas/alert.py)
+INTERNAL = {"internal": True}
+
 ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED = "active", "acknowledged", "resolved", "dismissed"
 STATUSES = (ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED)
 _BY_ACTION = {LifecycleAction.ACKNOWLEDGE: ACKNOWLEDGED, LifecycleAction.RESOLVE: RESOLVED,
@@ -130,7 +133,7 @@ def register(rt: Runtime) -> None:
                 try:
                     event: Decision | LifecycleEvent
                     if ev.message.topic == decisions_name:
-                        decision = Decision.model_validate(decode(ev.value))
+                        decision = Decision.model_validate(decode(ev.value), context=INTERNAL)
                         implied = recovery_resolve(decision)
                         if implied is not None:
                             out.append((implied.fingerprint.encode(), dumps(implied)))
