@@ -478,7 +478,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
         return only is None or name in only
 
     if want("pipeline"):
-        results.update(await pipeline(n, log, tmp))
+        results.update(await pipeline(50_000 if quick else n, log, tmp))
     if want("latency"):
         results.update(await latency([100, 1000], 5.0 if quick else 20.0, log, tmp))
     if want("delivery"):
