@@ -12,7 +12,8 @@ from tocsin.agents.deliver import Dispatcher, priority
 
 
 def dispatcher(read_ahead: int = 100) -> Dispatcher:
-    rt: Any = SimpleNamespace(settings=SimpleNamespace(delivery_read_ahead=read_ahead, delivery_concurrency=1))
+    rt: Any = SimpleNamespace(settings=SimpleNamespace(delivery_read_ahead=read_ahead, delivery_concurrency=1),
+                              extras={"outbox": None})
     return Dispatcher(rt, "webhook", limits=None)  # type: ignore[arg-type]
 
 
@@ -60,3 +61,120 @@ async def test_a_cancelled_sender_hands_its_wake_up_on() -> None:
     assert await asyncio.wait_for(second, 1) == "x"
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+class FakeBatch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, key: bytes | None, value: bytes, timestamp: Any) -> object:
+        self.records.append((key, value))
+        return object()
+
+
+class FakeProducer:
+    """What BatchSender uses of an AIOKafkaProducer; fails the first ``fail`` batches."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
+        self.client = SimpleNamespace(_wait_on_metadata=self._metadata,
+                                      cluster=SimpleNamespace(partitions_for_topic=lambda t: {0, 1, 2, 3}))
+
+    async def _metadata(self, topic: str) -> None:
+        return None
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, partition: int) -> asyncio.Future[Any]:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("broker away")
+        self.sent.append((topic, partition, batch.records))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(SimpleNamespace(offset=100))
+        return fut
+
+
+class FakeEvent:
+    def __init__(self) -> None:
+        self.acked = 0
+
+    def ack(self) -> None:
+        self.acked += 1
+
+
+def outbox(producer: FakeProducer, store: Any = None) -> Any:
+    from faust.stores.memory import Store as MemoryStore
+
+    from tocsin.agents.deliver import Outbox
+    from tocsin.schemas.codec import dumps
+
+    class Memory(MemoryStore):
+        def __init__(self) -> None:  # the in-memory store's dict, without an app
+            self.data: dict[Any, Any] = {}
+
+    table = SimpleNamespace(data=Memory() if store is None else store,
+                            changelog_topic=SimpleNamespace(get_topic_name=lambda: "p-deliveries-changelog"))
+    rt: Any = SimpleNamespace(
+        topics=SimpleNamespace(attempts=SimpleNamespace(get_topic_name=lambda: "p.attempts")),
+        tables=SimpleNamespace(deliveries=table), extras={"dumps": dumps},
+        app=SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer)))
+    return Outbox(rt), table
+
+
+def attempt(delivery_id: str) -> dict[str, Any]:
+    from tocsin.schemas.messages import AttemptStatus
+
+    return {"delivery_id": delivery_id, "channel": "webhook", "status": AttemptStatus.SENT}
+
+
+async def test_outbox_acks_once_the_records_are_in_the_producer() -> None:
+    producer = FakeProducer()
+    box, table = outbox(producer)
+    events = [FakeEvent() for _ in range(3)]
+    for i, ev in enumerate(events):
+        box.attempt(attempt(f"d{i}"))
+        box.table_write(table, f"d{i}", "sent", 2)
+        box.ack_after(ev)
+    assert dict(table.data.data) == {"d0": "sent", "d1": "sent", "d2": "sent"}  # the store at once
+    assert not any(ev.acked for ev in events) and not producer.sent  # the records not yet
+    await asyncio.sleep(0.01)
+    assert all(ev.acked == 1 for ev in events)
+    changelog = [b for b in producer.sent if b[0] == "p-deliveries-changelog"]
+    assert changelog == [("p-deliveries-changelog", 2, [(b'"d0"', b'"sent"'), (b'"d1"', b'"sent"'),
+                                                         (b'"d2"', b'"sent"')])]
+    assert sum(len(r) for t, _, r in producer.sent if t == "p.attempts") == 3
+
+
+async def test_outbox_retries_and_acks_nothing_before_the_records_are_queued() -> None:
+    producer = FakeProducer(fail=2)
+    box, table = outbox(producer)
+    ev = FakeEvent()
+    box.attempt(attempt("d0"))
+    box.ack_after(ev)
+    await asyncio.sleep(0.15)
+    assert ev.acked == 0 and not producer.sent  # first retry after 0.1 s failed too
+    await asyncio.sleep(0.3)
+    assert ev.acked == 1 and len(producer.sent) == 1
+
+
+async def test_outbox_tells_a_persistent_store_how_far_its_changelog_is() -> None:
+    class Store(dict[str, Any]):
+        persisted: dict[Any, int] = {}
+
+        def set_persisted_offset(self, tp: Any, offset: int) -> None:
+            self.persisted[tp] = offset
+
+    store = Store()
+    box, table = outbox(FakeProducer(), store)
+    for i in range(3):
+        box.table_write(table, f"d{i}", "sent", 1)
+    box.ack_after(FakeEvent())
+    await asyncio.sleep(0.01)
+    ((tp, offset),) = store.persisted.items()
+    assert (tp.topic, tp.partition, offset) == ("p-deliveries-changelog", 1, 102)  # 100 + 3 - 1

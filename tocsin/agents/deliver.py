@@ -26,7 +26,10 @@ import uuid
 import weakref
 from typing import Any
 
+import orjson
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
+from faust.types import TP
 from pydantic import ValidationError
 
 from ..decisions.retry import Reason, plan_retry
@@ -39,7 +42,7 @@ from ..schemas.messages import (
 )
 from ..streams import metrics
 from ..streams.app import Runtime
-from ..streams.tables import write
+from .batches import BatchSender, Outgoing
 from .channels.base import DeliveryResult, redact
 from .common import decode, keep_bad
 
@@ -146,6 +149,87 @@ class Limits:
         return br
 
 
+class Outbox:
+    """The attempt records and delivery-table changelog records of the commands handled in
+    one turn of the event loop, handed to the producer as one record batch per partition
+    (``BatchSender``) instead of one ``send`` each: a sender queues its records and goes on
+    to its next command without waiting.
+
+    A command's event is acknowledged only once its records are in the producer, and Faust
+    flushes the producer before it commits an offset: a committed command always has its
+    attempt and its table write on the broker. A failed hand-over is retried, the events
+    staying unacknowledged meanwhile.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.records: Outgoing = []
+        self.events: list[Any] = []
+        self.sender: BatchSender | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self.attempts_topic = rt.topics.attempts.get_topic_name()
+        self.dumps = rt.extras["dumps"]
+
+    def attempt(self, att: dict[str, Any]) -> None:
+        child(metrics.deliveries, att["channel"], att["status"].value).inc()
+        self.records.append((self.attempts_topic, att["delivery_id"].encode(), self.dumps(att), None))
+
+    def table_write(self, table: Any, key: str, value: str, partition: int) -> None:
+        """``table[key] = value`` now (the store is read by the next duplicate check); its
+        changelog record, the bytes Faust would send, to the partition of the command's event
+        (the caller has set the current event: a RocksDB store picks its database by it)."""
+        table.data[key] = value
+        self.records.append((table.changelog_topic.get_topic_name(), orjson.dumps(key), self.dumps(value),
+                             partition))
+
+    def ack_after(self, event: Any) -> None:
+        """Acknowledge ``event`` once the records queued so far are in the producer."""
+        self.events.append(event)
+        if self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the other senders finishing in this turn join the batch
+            while self.events or self.records:
+                records, events = self.records, self.events
+                self.records, self.events = [], []
+                if records:
+                    await self._send(records)
+                for event in events:
+                    event.ack()
+        finally:
+            self._flushing = None
+
+    async def _send(self, records: Outgoing) -> None:
+        delay = 0.1
+        while True:
+            try:
+                if self.sender is None:
+                    producer: Any = self.rt.app.producer
+                    self.sender = BatchSender(producer._ensure_producer())  # noqa: SLF001
+                sent = await self.sender.send(records)
+                break
+            except Exception as exc:  # the events wait unacknowledged: nothing is committed
+                log.warning("queueing %d delivery records failed (%s), retrying in %.1fs", len(records), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        data = self.rt.tables.deliveries.data
+        if isinstance(data, MemoryStore):
+            return
+        changelog = self.rt.tables.deliveries.changelog_topic.get_topic_name()
+        for topic, partition, count, fut in sent:
+            if topic == changelog:
+                fut.add_done_callback(functools.partial(_persisted, data, TP(topic, partition), count))
+
+
+def _persisted(data: Any, tp: TP, count: int, fut: asyncio.Future[Any]) -> None:
+    """As Faust does once a changelog record is acknowledged: a RocksDB store remembers how far
+    the changelog is in it (the batch's last offset)."""
+    if not fut.cancelled() and fut.exception() is None:
+        data.set_persisted_offset(tp, fut.result().offset + count - 1)
+
+
 def priority(data: Any) -> int:
     """Where a read command queues: its severity (SEV1 first); a malformed one first of all,
     so that it is kept on the DLQ without waiting."""
@@ -172,6 +256,7 @@ class Dispatcher:
         #: senders waiting for a command, woken one per command pushed
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.space = Room(rt.settings.delivery_read_ahead)
+        self.outbox: Outbox = rt.extras["outbox"]
         self.queue_gauge = metrics.delivery_queue.labels(channel)
         self.workers: list[asyncio.Task[None]] = []
         self.read = 0
@@ -256,7 +341,7 @@ class Dispatcher:
                 await self.process(event)
             finally:
                 self.space.release()
-                event.ack()
+                self.outbox.ack_after(event)
 
     async def process(self, event: Any) -> None:
         """Decode and handle one command; a malformed one is kept on the DLQ, and no error
@@ -302,17 +387,15 @@ def attempt_record(cmd: DeliveryCommand, status: AttemptStatus, started: dt.date
     }
 
 
-async def record_attempt(rt: Runtime, att: dict[str, Any]) -> None:
-    child(metrics.deliveries, att["channel"], att["status"].value).inc()
-    # straight to the producer (Faust flushes it before committing the command's offset)
-    await rt.app.producer.send(rt.topics.attempts.get_topic_name(), att["delivery_id"].encode(),
-                               rt.extras["dumps"](att), None, None, None)
+def record_attempt(rt: Runtime, att: dict[str, Any]) -> None:
+    """Queue the attempt on ``P.attempts`` (in the producer before the command is acknowledged)."""
+    rt.extras["outbox"].attempt(att)
 
 
 async def defer(rt: Runtime, cmd: DeliveryCommand, wait_s: float, status: AttemptStatus, why: str) -> None:
     """Not now (rate limit, open circuit): back through the retry topic, same attempt number."""
     now = utcnow()
-    await record_attempt(rt, attempt_record(cmd, status, now, now, reason=why))
+    record_attempt(rt, attempt_record(cmd, status, now, now, reason=why))
     later = cmd.model_copy(update={"not_before": now + dt.timedelta(seconds=max(wait_s, 0.01))})
     await rt.topics.retry.send(key=cmd.delivery_id, value=later)
 
@@ -357,15 +440,15 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     state = table.get(cmd.delivery_id)
     now = utcnow()
     if state == SENT or (state == DEAD and not cmd.redriven):
-        await record_attempt(rt, attempt_record(cmd, AttemptStatus.SKIPPED_DUPLICATE, now, now,
+        record_attempt(rt, attempt_record(cmd, AttemptStatus.SKIPPED_DUPLICATE, now, now,
                                                 reason=f"already {state}"))
         return
     channel = rt.channels.get(cmd.destination)
     if channel is None:
         err = f"destination {cmd.destination} is not configured on this worker"
-        await record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, now, now,
+        record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, now, now,
                                                 reason=Reason.CONFIG.value, error=err))
-        await write(rt.app, table, cmd.delivery_id, DEAD, event.message.partition)
+        rt.extras["outbox"].table_write(table, cmd.delivery_id, DEAD, event.message.partition)
         await dead_letter(rt, cmd, err)
         return
     mono = time.monotonic()
@@ -396,22 +479,22 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     finished = utcnow()
     child(metrics.delivery_latency, cmd.channel).observe((finished - started).total_seconds())
     if result.ok:
-        await write(rt.app, table, cmd.delivery_id, SENT, event.message.partition)
+        rt.extras["outbox"].table_write(table, cmd.delivery_id, SENT, event.message.partition)
         child(metrics.end_to_end_latency, cmd.channel).observe(
             max(0.0, (finished - cmd.alert.event_timestamp).total_seconds()))
-        await record_attempt(rt, attempt_record(cmd, AttemptStatus.SENT, started, finished, result))
+        record_attempt(rt, attempt_record(cmd, AttemptStatus.SENT, started, finished, result))
         return
     plan = plan_retry(cmd.attempt, cmd.max_attempts, cmd.backoff_s, result.retryable, finished,
                       result.retry_after_s)
     if plan.retry:
-        await record_attempt(rt, attempt_record(cmd, failed_status, started, finished, result))
+        record_attempt(rt, attempt_record(cmd, failed_status, started, finished, result))
         nxt = cmd.model_copy(update={"attempt": cmd.attempt + 1, "not_before": plan.not_before,
                                      "last_error": result.error})
         await rt.topics.retry.send(key=cmd.delivery_id, value=nxt)
         return
-    await record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, started, finished, result,
+    record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, started, finished, result,
                                             reason=f"{result.reason.value}: {plan.reason}"))
-    await write(rt.app, table, cmd.delivery_id, DEAD, event.message.partition)
+    rt.extras["outbox"].table_write(table, cmd.delivery_id, DEAD, event.message.partition)
     await dead_letter(rt, cmd, result.error)
 
 
@@ -424,6 +507,7 @@ def register(rt: Runtime) -> None:
     from ..schemas.codec import dumps
 
     rt.extras["dumps"] = dumps
+    rt.extras["outbox"] = Outbox(rt)
     limits = Limits(rt)
     app = rt.app
     dispatchers: dict[str, Dispatcher] = {}
