@@ -26,7 +26,13 @@ from tocsin.agents.channels.base import DeliveryResult
 from tocsin.agents.channels.email import EmailChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
-from tocsin.agents.channels.webhook import HttpChannel, WebhookChannel, verify
+from tocsin.agents.channels.webhook import (
+    HttpChannel,
+    WebhookChannel,
+    make_client,
+    transport_reason,
+    verify,
+)
 from tocsin.decisions.retry import Reason
 
 try:
@@ -236,6 +242,25 @@ async def test_malformed_url_is_permanent_config(url: str, logs: pytest.LogCaptu
         await ch.close()
     assert_outcome(result, PERMANENT, Reason.CONFIG)
     assert_no_secrets(logs, result, ch)
+
+
+async def test_the_pooled_transport_serves_httpx_clients_too(peer: HttpPeer) -> None:
+    """Channels POST through the transport directly; an httpx client over it (``make_client``)
+    gets the same requests and responses, errors mapped the same way."""
+    peer.answer(503, headers={"Retry-After": "7"}, body=b"busy")
+    client = make_client(5.0)
+    try:
+        resp = await client.post(f"{peer.base_url}/x?q=1", content=b'{"a": 1}',
+                                 headers={"Content-Type": "application/json", "Idempotency-Key": "k1"})
+        with pytest.raises(httpx.TransportError) as refused:
+            await client.post(f"http://127.0.0.1:{free_port()}/x", content=b"{}")
+    finally:
+        await client.aclose()
+    assert (resp.status_code, resp.headers["Retry-After"], resp.text) == (503, "7", "busy")
+    (got,) = peer.received
+    assert (got.method, got.path_qs, got.body) == ("POST", "/x?q=1", b'{"a": 1}')
+    assert got.headers["Idempotency-Key"] == "k1" and got.headers["Content-Type"] == "application/json"
+    assert transport_reason(refused.value) is Reason.CONNECTION
 
 
 # ------------------------------------------------------------------ HTTP: what each one sends
