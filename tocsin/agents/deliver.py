@@ -325,12 +325,13 @@ class Dispatcher:
 
     async def _work(self) -> None:
         while True:
-            # reading first: while fetched commands wait to be read (and there is room to read
-            # them), senders step aside, so a SEV1 behind a backlog is read, and overtakes,
-            # soon; after MAX_YIELD_S a sender goes on anyway, so a steady stream cannot starve
-            # delivery
+            # reading first: while a backlog (more than one read batch) waits to be read, and
+            # there is room to read it, senders step aside, so a SEV1 behind it is read, and
+            # overtakes, soon; after MAX_YIELD_S a sender goes on anyway, so a steady stream
+            # cannot starve delivery. A steady stream's few unread commands are read within a
+            # batch anyway: stepping aside for them (lag > 0) tripled the latency bench's p99.
             yielded = 0.0
-            while yielded < MAX_YIELD_S and self.lag() > 0 and self.space.value > READ_BATCH:
+            while yielded < MAX_YIELD_S and self.lag() > READ_BATCH and self.space.value > READ_BATCH:
                 self.caught_up.clear()
                 t0 = time.monotonic()
                 with contextlib.suppress(TimeoutError):
