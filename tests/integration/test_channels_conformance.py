@@ -233,6 +233,38 @@ async def test_server_closing_the_connection(kind: str, logs: pytest.LogCaptureF
     assert_no_secrets(logs, result, ch)
 
 
+@pytest.mark.parametrize("kind", HTTP_CHANNELS)
+async def test_a_dripping_answer_meets_the_whole_request_deadline(kind: str, logs: pytest.LogCaptureFixture) -> None:
+    """A peer that answers a byte at a time, never idle for a read timeout: the request's own
+    deadline (1.5 x the timeout, which the delivery loop relies on) ends it, retryable."""
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        try:
+            while True:
+                writer.write(b"X")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    try:
+        ch, result = await send_once(kind, f"http://127.0.0.1:{port}", timeout_s=0.4)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert ch.bounded
+    assert 0.5 < time.monotonic() - started < 3
+    assert_outcome(result, RETRY, Reason.TIMEOUT)
+    assert_no_secrets(logs, result, ch)
+
+
 @pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1/x", "http://"])
 async def test_malformed_url_is_permanent_config(url: str, logs: pytest.LogCaptureFixture) -> None:
     ch = WebhookChannel("webhook:default", url, WEBHOOK_SECRET, 1.0)

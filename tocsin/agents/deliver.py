@@ -468,8 +468,11 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     else:
         failed_status = AttemptStatus.FAILED
         try:
-            async with asyncio.timeout(rt.settings.delivery_timeout_s * 1.5):
+            if getattr(channel, "bounded", False):  # its own deadline: no timer of ours
                 result = await channel.send(cmd)
+            else:
+                async with asyncio.timeout(rt.settings.delivery_timeout_s * 1.5):
+                    result = await channel.send(cmd)
         except TimeoutError:
             result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
         except Exception as exc:  # a channel bug must not lose the command

@@ -71,6 +71,8 @@ class ChannelBase:
     """Shared behaviour; subclasses set ``channel`` and implement ``send``."""
 
     channel: ClassVar[str] = ""
+    #: whether ``send`` keeps its own deadline (the delivery loop then sets no timer around it)
+    bounded: bool = False
     #: sensible default rate limit (messages per second) from the service's published limits
     default_rate_per_s: ClassVar[float | None] = None
 

@@ -225,8 +225,12 @@ class HttpChannel(ChannelBase):
         self.timeout_s = timeout_s
         self._client = client  # given: requests go through it; else through the transport
         self._transport: PooledTransport | None = None
-        #: httpx.Timeout(timeout_s) as the transport maps it
-        self._aio_timeout = aiohttp.ClientTimeout(sock_connect=timeout_s, sock_read=timeout_s, connect=timeout_s)
+        #: httpx.Timeout(timeout_s) as the transport maps it, and a deadline for the whole
+        #: request (the delivery loop's own, 1.5 x the channel's timeout, without a timer of its
+        #: own per send: about 7 µs a delivery); a caller's client keeps the loop's deadline
+        self._aio_timeout = aiohttp.ClientTimeout(total=timeout_s * 1.5, sock_connect=timeout_s,
+                                                  sock_read=timeout_s, connect=timeout_s)
+        self.bounded = client is None
         self._urls: dict[str, yarl.URL] = {}
         #: a channel whose 2xx can still say no (``rejected_2xx``); others stop at the status
         self._checks_2xx = type(self).rejected_2xx is not HttpChannel.rejected_2xx
