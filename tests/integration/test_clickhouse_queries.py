@@ -319,4 +319,4 @@ def test_readonly_queries(store: Store) -> None:
 
 def test_no_migration_is_left(store: Store) -> None:
     assert store.migrate() == []
-    assert store.applied_versions() == [1]
+    assert store.applied_versions() == [1, 2]

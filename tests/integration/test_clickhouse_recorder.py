@@ -63,13 +63,19 @@ class FaultyClient:
         self.real, self.fail, self.applied, self.inserts = real, fail, applied, 0
 
     def insert(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self.real.insert, *args, **kwargs)
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:  # the Recorder's JSON inserts
+        return self._call(self.real.raw_insert, *args, **kwargs)
+
+    def _call(self, insert: Any, *args: Any, **kwargs: Any) -> Any:
         self.inserts += 1
         if self.fail > 0:
             self.fail -= 1
             if self.applied:
-                self.real.insert(*args, **kwargs)
+                insert(*args, **kwargs)
             raise OperationalError("Error HTTPSConnectionPool(host='ch', port=8443): Read timed out. (read timeout=300)")
-        return self.real.insert(*args, **kwargs)
+        return insert(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -178,6 +184,8 @@ async def test_recorder_against_a_server_that_goes_away(store: Store) -> None:
             import clickhouse_connect
 
             clickhouse_connect.get_client(host="127.0.0.1", port=port, username="u", password=PASSWORD)
+
+        raw_insert = insert
 
     gone = Store(parse_dsn(f"http://u:{PASSWORD}@127.0.0.1:{port}"), Refusing())
     rec = Recorder(gone, max_retries=2, sleep=no_sleep)

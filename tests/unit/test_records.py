@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tocsin.schemas import AlertEvent, Decision, DeliveryCommand, Outcome, create_alert, dumps
-from tocsin.schemas.messages import AttemptStatus, DeliveryAttempt
-from tocsin.schemas.messages import command_record, decision_record
+from tocsin.schemas.messages import AttemptStatus, DeliveryAttempt, command_record, decision_record
 
 NOW = dt.datetime(2026, 11, 22, 14, 0, tzinfo=dt.UTC)
 

@@ -1,8 +1,8 @@
 """The record agent: ``P.decisions``, ``P.attempts`` and ``P.lifecycle`` into ClickHouse.
 
 Batches by size and time (``TOCSIN_RECORD_BATCH_ROWS`` / ``TOCSIN_RECORD_BATCH_S``), inserts
-columnar through the ``Recorder``, and lets Faust commit a batch's offsets only after its
-insert succeeded. ClickHouse unreachable or failing: the Recorder backs off and retries the
+through the ``Recorder`` (which hands ClickHouse the message bytes to parse), and lets Faust
+commit a batch's offsets only after its insert succeeded. ClickHouse unreachable or failing: the Recorder backs off and retries the
 same batch (nothing is lost; a retried batch carries the same deduplication token), while
 the other agents, delivery included, go on. A malformed message is kept on ``P.dlq`` with
 its reason.
@@ -45,6 +45,12 @@ class FaultyStore:
             self.remaining -= 1
             self._store.insert("tocsin.no_such_table_injected_fault", rows, dedup_token)
         return self._store.insert(table, rows, dedup_token)
+
+    def insert_json(self, table: str, messages: Any, dedup_token: str | None = None) -> Any:
+        if self.remaining > 0:
+            self.remaining -= 1
+            self._store.insert_json("tocsin.no_such_table_injected_fault", messages, dedup_token)
+        return self._store.insert_json(table, messages, dedup_token)
 
 
 async def open_recorder(rt: Runtime) -> Recorder:

@@ -11,15 +11,25 @@ and commits its offsets only after ``record_batch`` returned::
 or, event by event: ``add(kind, value)`` (returns a ``Reject`` for a malformed message),
 ``if recorder.due(): await recorder.flush()``.
 
+ClickHouse parses the messages itself: a message that passes a cheap check (``json_id``:
+the fields a row needs, of the right types, UUIDs and timestamps in canonical text, the JSON
+exactly as Tocsin's codec writes it) is kept as its bytes, and a batch's messages go in one
+``INSERT ... FORMAT JSONEachRow`` into the table's ``*_json`` Null table, whose materialized
+view writes the row (``infra/clickhouse/002_json_ingest.sql``). Every other message is
+turned into a row here, exactly as before. Both ways give the same row for a message
+(tests/integration/test_clickhouse_json.py). A store without ``insert_json`` gets rows only.
+
 Guarantees:
 
-- a malformed message never raises: it becomes a ``Reject`` (kind, value, error);
+- a malformed message never raises: it becomes a ``Reject`` (kind, value, error); should
+  ClickHouse refuse a checked batch all the same (``DataRefusedError``), its messages take
+  the Python row path, which rejects the bad one and inserts the others;
 - ``flush`` returns only when every pending row is inserted; on a ``StoreError`` it keeps
   the batch, backs off exponentially (capped) and tries again, so no row is ever lost
   (``max_retries`` makes it give up with ``StoreError``, the rows still pending);
-- each table's batch carries an ``insert_deduplication_token`` made from its ids, so a
-  retried batch is dropped by ClickHouse; the ReplacingMergeTree tables collapse rows of a
-  replayed topic by id.
+- each table's batch carries an ``insert_deduplication_token`` made from its ids (and the
+  table it goes to), so a retried batch is dropped by ClickHouse, materialized views
+  included; the ReplacingMergeTree tables collapse rows of a replayed topic by id.
 """
 
 from __future__ import annotations
@@ -28,18 +38,20 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import math
 import random
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from ..errors import StoreError
+from ..infra.clickhouse.client import DataRefusedError
 from ..schemas.messages import Decision, DeliveryAttempt, LifecycleEvent
 
 log = logging.getLogger(__name__)
@@ -55,6 +67,13 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 
 _ID_COLUMN: dict[str, str] = dict(TABLES.values())
+
+#: kind -> the Null table whose materialized view parses its messages (002_json_ingest.sql)
+JSON_TABLES: dict[str, str] = {
+    "decisions": "alerts_json",
+    "attempts": "delivery_attempts_json",
+    "lifecycle": "alert_lifecycle_json",
+}
 
 _MIN_TS = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 _MAX_TS = dt.datetime(2299, 12, 31, tzinfo=dt.UTC)
@@ -119,8 +138,8 @@ def decision_row(d: Decision) -> dict[str, Any]:
     a = d.alert
     e = a.entity
     return {
-        "decision_id": d.decision_id,
-        "alert_id": a.alert_id,
+        "decision_id": str(d.decision_id),
+        "alert_id": str(a.alert_id),
         "fingerprint": a.fingerprint,
         "type": a.type,
         "severity": a.severity,
@@ -149,9 +168,9 @@ def attempt_row(x: DeliveryAttempt) -> dict[str, Any]:
     if x.response_code is not None and not -(2**31) <= x.response_code < 2**31:
         raise RecordError(f"response_code {x.response_code} is out of range")
     return {
-        "attempt_id": x.attempt_id,
+        "attempt_id": str(x.attempt_id),
         "delivery_id": x.delivery_id,
-        "alert_id": x.alert_id,
+        "alert_id": str(x.alert_id),
         "fingerprint": x.fingerprint,
         "type": x.type,
         "severity": _uint(x.severity, "severity", 8),
@@ -170,13 +189,13 @@ def attempt_row(x: DeliveryAttempt) -> dict[str, Any]:
 
 def lifecycle_row(x: LifecycleEvent) -> dict[str, Any]:
     return {
-        "event_id": x.event_id,
+        "event_id": str(x.event_id),
         "fingerprint": x.fingerprint,
         "action": x.action.value,
         "by": x.by,
         "note": x.note,
         "at": _ts(x.at, "at"),
-        "alert_id": x.alert_id,
+        "alert_id": None if x.alert_id is None else str(x.alert_id),
     }
 
 
@@ -198,10 +217,11 @@ def _fdt(v: Any) -> dt.datetime:
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def _fuuid(v: Any) -> uuid.UUID | str:
-    """A UUID as the driver takes it (its canonical text is accepted as is)."""
+def _fuuid(v: Any) -> str:
+    """A UUID as text: the driver writes a UUID column by the type of its first value, so
+    every row builder gives text (a column mixing ``uuid.UUID`` and text fails to insert)."""
     if isinstance(v, uuid.UUID):
-        return v
+        return str(v)
     if isinstance(v, str) and _UUID_RE.fullmatch(v):
         return v
     raise ValueError("not a UUID")
@@ -285,6 +305,135 @@ _FAST: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+# -- JSON rows: ClickHouse parses the message (002_json_ingest.sql). ``json_id`` lets through
+# only what ClickHouse turns into the very row the builders above make: each field present
+# that the row needs, of the JSON type its column reads (optional text: a string or null),
+# numbers in range, and the bytes exactly what orjson writes for the decoded value, so that
+# ``details`` arrives as the text ``orjson.dumps`` gives. ClickHouse itself checks that the
+# ids are UUIDs and the timestamps RFC 3339 with an offset, in canonical text (a message
+# failing that makes it refuse the batch, which then takes the Python path). Everything
+# else takes the Python path above. These checks run on every message, so they are written
+# for speed: subscripts (a missing key is a KeyError: the Python path), C-level joins.
+
+_OUTCOMES = frozenset(("notify", "suppress", "bypass"))
+_LIFECYCLE_ACTIONS = frozenset(("acknowledge", "resolve", "dismiss"))
+
+
+def _json_decision(d: dict[str, Any]) -> Any:
+    a = d["alert"]
+    e = a["entity"]
+    sev = a["severity"]
+    sc = d["suppressed_count"]
+    dests = d["destinations"]
+    action = a["action"]
+    flag = a["requires_action"]
+    source, resolves, reason = a["source"], a["resolves"], d["reason"]
+    if (
+        type(sev) is not int or not 0 < sev < 4
+        or d["outcome"] not in _OUTCOMES
+        or type(a["details"]) is not dict
+        or type(action) is not str or not action  # the row makes "" or null "trigger"
+        or (flag is not True and flag is not False and flag is not None)  # null reads as false
+        or (sc is not None and (type(sc) is not int or not 0 <= sc < 2**32))
+        or (source is not None and type(source) is not str)
+        or (resolves is not None and type(resolves) is not str)
+        or (reason is not None and type(reason) is not str)
+        or type(dests) is not list
+    ):
+        return None
+    if e is not None:
+        if type(e) is not dict:
+            return None
+        account, symbol, strategy, run = e["account_id"], e["symbol"], e["strategy_id"], e["run_id"]
+        if (
+            (account is not None and type(account) is not str)
+            or (symbol is not None and type(symbol) is not str)
+            or (strategy is not None and type(strategy) is not str)
+            or (run is not None and type(run) is not str)
+        ):
+            return None
+    "".join(dests)  # TypeError unless every one is a string
+    "".join((a["fingerprint"], a["type"], a["summary"], d["dedupe_key"]))
+    return d["decision_id"]
+
+
+def _plain_latency(v: Any) -> bool:
+    """A number ClickHouse reads as the row's ``float(v or 0.0)``: not a bool, an int a
+    float holds exactly, and not -0.0 (which ``or`` turns into 0.0)."""
+    if type(v) is float:
+        return v != 0.0 or math.copysign(1.0, v) > 0
+    return type(v) is int and -(2**53) <= v <= 2**53
+
+
+def _json_attempt(x: dict[str, Any]) -> Any:
+    code = x["response_code"]
+    sev = x["severity"]
+    n = x["attempt"]
+    latency = x["latency_ms"]
+    reason, error = x["reason"], x["error"]
+    if (
+        x["status"] not in _STATUSES
+        or type(sev) is not int or not 0 <= sev < 2**8
+        or type(n) is not int or not 0 <= n < 2**16
+        or (code is not None and (type(code) is not int or not -(2**31) <= code < 2**31))
+        or (latency is not None and not _plain_latency(latency))
+        or (reason is not None and type(reason) is not str)
+        or (error is not None and type(error) is not str)
+    ):
+        return None
+    "".join((x["delivery_id"], x["fingerprint"], x["type"], x["channel"], x["destination"]))
+    return x["attempt_id"]
+
+
+def _json_lifecycle(x: dict[str, Any]) -> Any:
+    # no fast row for lifecycle: the model's rules. ``by`` and ``at`` have defaults that
+    # ClickHouse would not give, so they must be there (the view checks the text of ``at``)
+    if "at" not in x or x["action"] not in _LIFECYCLE_ACTIONS:
+        return None
+    "".join((x["fingerprint"], x["by"], x.get("note", "")))
+    return x["event_id"]
+
+
+_JSON_CHECKS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "decisions": _json_decision,
+    "attempts": _json_attempt,
+    "lifecycle": _json_lifecycle,
+}
+
+_WIRE_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+def _wire(value: Any) -> bytes | None:
+    """The message as JSON bytes (as it travels on its topic), or None for other values."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    try:
+        if isinstance(value, str):
+            return value.encode()
+        if isinstance(value, dict):
+            return orjson.dumps(value, option=_WIRE_OPTS)
+    except (UnicodeError, TypeError):  # orjson.JSONEncodeError is a TypeError
+        return None
+    return None
+
+
+def json_id(kind: str, data: Any, raw: bytes) -> Any:
+    """The record id of a decoded message ClickHouse may parse from ``raw`` itself (see
+    above), or None when it must take the Python row path."""
+    check = _JSON_CHECKS.get(kind)
+    if check is None or type(data) is not dict:
+        return None
+    try:
+        rid = check(data)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if rid is None or orjson.dumps(data) != raw:
+        return None
+    return rid
+
+
 _MODELS: dict[str, tuple[type[BaseModel], Callable[[Any], dict[str, Any]]]] = {
     "decisions": (Decision, decision_row),
     "attempts": (DeliveryAttempt, attempt_row),
@@ -295,12 +444,17 @@ _MODELS: dict[str, tuple[type[BaseModel], Callable[[Any], dict[str, Any]]]] = {
 def batch_token(table: str, ids: Iterable[Any]) -> str:
     """Deterministic ``insert_deduplication_token``: the same rows give the same token."""
     h = hashlib.sha256(table.encode())
-    for i in sorted(str(x) for x in ids):
-        h.update(b"\n" + i.encode())
+    keys = sorted(map(str, ids))
+    if keys:
+        h.update(("\n" + "\n".join(keys)).encode())
     return f"{table}:{h.hexdigest()[:32]}"
 
 
 # --------------------------------------------------------------------------- recorder
+
+
+_UNDECODED: Any = object()  # ``add`` did not decode the value
+_BYTES_OR_TEXT = (bytes, bytearray, memoryview, str)
 
 
 class Recorder:
@@ -326,7 +480,12 @@ class Recorder:
         self.max_retries = max_retries
         self._clock = clock
         self._sleep = sleep
+        #: does the store take JSON messages (``insert_json``)? otherwise rows only
+        self.parses_json = callable(getattr(store, "insert_json", None))
         self._pending: dict[str, list[dict[str, Any]]] = {TABLES[k][0]: [] for k in KINDS}
+        # per kind, the checked messages for ClickHouse to parse: their bytes, record ids
+        # and the values as given (for a reject, should ClickHouse refuse the batch)
+        self._json: dict[str, _JsonBatch] = {k: _JsonBatch() for k in KINDS}
         self._oldest: float | None = None
         self._lock = asyncio.Lock()
         self._last_error: str | None = None
@@ -336,6 +495,7 @@ class Recorder:
         self.batches_inserted = 0
         self.failures = 0
         self.rows_rejected = 0
+        self.json_refused = 0
 
     @classmethod
     def from_settings(cls, store: Any, settings: Any, **kw: Any) -> Recorder:
@@ -348,8 +508,10 @@ class Recorder:
         """The (table, row) of one topic message; ``RecordError`` when it is malformed."""
         if kind not in _MODELS:
             raise RecordError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+        return self._row_of(kind, _decode(value))
+
+    def _row_of(self, kind: str, data: Any) -> tuple[str, dict[str, Any]]:
         model, to_row = _MODELS[kind]
-        data = _decode(value)
         if not isinstance(data, dict):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")
         fast = _FAST.get(kind)
@@ -366,24 +528,52 @@ class Recorder:
 
     def add(self, kind: str, value: Any) -> Reject | None:
         """Queue one message; a malformed one is returned (and kept in ``rejects``)."""
+        data: Any = _UNDECODED
+        check = _JSON_CHECKS.get(kind) if self.parses_json else None
+        if check is not None:
+            raw = value if type(value) is bytes else _wire(value)
+            if raw is not None:
+                try:
+                    data = orjson.loads(raw)
+                    rid = check(data) if type(data) is dict else None
+                except orjson.JSONDecodeError:
+                    rid = None  # the row path says why
+                except (KeyError, TypeError, AttributeError):
+                    rid = None
+                if rid is not None and orjson.dumps(data) == raw:
+                    if self._oldest is None:
+                        self._oldest = self._clock()
+                    batch = self._json[kind]
+                    batch.raw.append(raw)
+                    batch.ids.append(rid)
+                    batch.values.append(value)
+                    return None
+                if not isinstance(value, _BYTES_OR_TEXT):
+                    data = _UNDECODED  # the row path takes the given object itself
+        return self._add_row(kind, value, data)
+
+    def _add_row(self, kind: str, value: Any, data: Any = _UNDECODED) -> Reject | None:
         try:
-            table, row = self.rows_for(kind, value)
+            if kind not in _MODELS:
+                raise RecordError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+            table, row = self._row_of(kind, _decode(value) if data is _UNDECODED else data)
         except RecordError as exc:
-            reject = Reject(kind, value, str(exc))
-            self.rejects.append(reject)
-            self.rows_rejected += 1
-            log.warning("record: rejected a %s message: %s", kind, reject.error)
-            return reject
+            return self._reject(kind, value, str(exc))
         except Exception as exc:  # never let one message stop the agent
-            reject = Reject(kind, value, f"{type(exc).__name__}: {exc}"[:500])
-            self.rejects.append(reject)
-            self.rows_rejected += 1
             log.exception("record: unexpected error on a %s message", kind)
-            return reject
+            return self._reject(kind, value, f"{type(exc).__name__}: {exc}"[:500], logged=True)
         if self._oldest is None:
             self._oldest = self._clock()
         self._pending[table].append(row)
         return None
+
+    def _reject(self, kind: str, value: Any, error: str, logged: bool = False) -> Reject:
+        reject = Reject(kind, value, error)
+        self.rejects.append(reject)
+        self.rows_rejected += 1
+        if not logged:
+            log.warning("record: rejected a %s message: %s", kind, reject.error)
+        return reject
 
     def take_rejects(self) -> list[Reject]:
         """The rejects collected so far, emptied."""
@@ -394,7 +584,7 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        return sum(len(rows) for rows in self._pending.values())
+        return sum(len(rows) for rows in self._pending.values()) + sum(len(b.raw) for b in self._json.values())
 
     def due(self, now: float | None = None) -> bool:
         """True when about ``batch_rows`` rows wait, or the oldest waited ``batch_s``."""
@@ -410,12 +600,16 @@ class Recorder:
         """Insert every pending row; return how many. Retries until done (see module doc)."""
         async with self._lock:
             total = 0
-            for table, rows in self._pending.items():
+            for kind in KINDS:
+                total += await self._flush_json(kind)
+                table = TABLES[kind][0]
+                rows = self._pending[table]
                 if not rows:
                     continue
                 self._pending[table] = []
                 try:
-                    await self._insert(table, rows)
+                    await self._insert(table, len(rows), batch_token(table, (r[_ID_COLUMN[table]] for r in rows)),
+                                       self.store.insert, table, rows)
                 except BaseException:
                     self._pending[table] = rows + self._pending[table]
                     raise
@@ -423,6 +617,30 @@ class Recorder:
             if self.pending == 0:
                 self._oldest = None
             return total
+
+    async def _flush_json(self, kind: str) -> int:
+        """Insert the kind's checked messages; if ClickHouse refuses them, queue their rows."""
+        batch = self._json[kind]
+        if not batch.raw:
+            return 0
+        self._json[kind] = _JsonBatch()
+        table = JSON_TABLES[kind]
+        try:
+            await self._insert(table, len(batch.raw), batch_token(table, batch.ids),
+                               self.store.insert_json, table, batch.raw)
+        except DataRefusedError as exc:
+            # the checks let through something ClickHouse cannot parse: nothing was written
+            # (one block); build these rows here, rejecting the bad message with its reason
+            self.json_refused += 1
+            log.warning("record: ClickHouse refused %d checked %s messages, building their rows instead: %s",
+                        len(batch.raw), kind, exc)
+            for value in batch.values:
+                self._add_row(kind, value)
+            return 0
+        except BaseException:
+            self._json[kind] = batch.merge(self._json[kind])
+            raise
+        return len(batch.raw)
 
     async def record_batch(self, events: Iterable[tuple[str, Any]]) -> list[Reject]:
         """Queue ``(kind, value)`` events and flush; returns once they are durably inserted.
@@ -435,17 +653,20 @@ class Recorder:
         await self.flush()
         return self.take_rejects()
 
-    async def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        token = batch_token(table, (r[_ID_COLUMN[table]] for r in rows))
+    async def _insert(self, table: str, n: int, token: str, call: Callable[..., Any], *args: Any) -> None:
+        """``call(*args, token)`` in a thread until it succeeds (backing off on StoreError);
+        a ``DataRefusedError`` is raised at once (the same data would be refused again)."""
         tries = 0
         while True:
             try:
-                await asyncio.to_thread(self.store.insert, table, rows, token)
+                await asyncio.to_thread(call, *args, token)
+            except DataRefusedError:
+                raise
             except StoreError as exc:
                 tries += 1
                 self.failures += 1
                 if str(exc) != self._last_error:
-                    log.warning("record: insert of %d rows into %s failed, retrying: %s", len(rows), table, exc)
+                    log.warning("record: insert of %d rows into %s failed, retrying: %s", n, table, exc)
                     self._last_error = str(exc)
                 if self.max_retries is not None and tries > self.max_retries:
                     raise
@@ -455,9 +676,9 @@ class Recorder:
         if self._last_error is not None:
             log.info("record: inserts into ClickHouse work again (after %d failed tries)", tries)
             self._last_error = None
-        self.rows_inserted += len(rows)
+        self.rows_inserted += n
         self.batches_inserted += 1
-        log.debug("record: inserted %d rows into %s", len(rows), table)
+        log.debug("record: inserted %d rows into %s", n, table)
 
     def _backoff(self, tries: int) -> float:
         base = min(self.backoff_max_s, self.backoff_s * 2 ** (tries - 1))
@@ -473,7 +694,19 @@ class Recorder:
         }
 
 
+@dataclass
+class _JsonBatch:
+    raw: list[bytes] = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def merge(self, later: _JsonBatch) -> _JsonBatch:
+        """This batch followed by ``later`` (messages added while this one was inserting)."""
+        return _JsonBatch(self.raw + later.raw, self.ids + later.ids, self.values + later.values)
+
+
 __all__ = [
+    "JSON_TABLES",
     "KINDS",
     "TABLES",
     "Kind",
@@ -483,6 +716,7 @@ __all__ = [
     "attempt_row",
     "batch_token",
     "decision_row",
+    "json_id",
     "kind_for_topic",
     "lifecycle_row",
 ]

@@ -138,6 +138,53 @@ def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     return line[:300]
 
 
+class DataRefusedError(StoreError):
+    """ClickHouse refused the data of an insert itself (it cannot parse it): the same bytes
+    would be refused again, so the caller must send them another way."""
+
+
+#: ClickHouse error codes that blame the inserted data, not the server or the connection:
+#: CANNOT_PARSE_TEXT, CANNOT_PARSE_ESCAPE_SEQUENCE, CANNOT_PARSE_QUOTED_STRING,
+#: CANNOT_PARSE_INPUT_ASSERTION_FAILED, ATTEMPT_TO_READ_AFTER_EOF, CANNOT_READ_ALL_DATA,
+#: CANNOT_PARSE_DATE, CANNOT_PARSE_DATETIME, TYPE_MISMATCH, CANNOT_CONVERT_TYPE,
+#: CANNOT_PARSE_NUMBER, INCORRECT_DATA, TOO_LARGE_STRING_SIZE,
+#: VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN,
+#: CANNOT_PARSE_UUID, CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING, CANNOT_PARSE_BOOL,
+#: FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (the checks of 002_json_ingest.sql)
+DATA_ERROR_CODES = frozenset({6, 25, 26, 27, 32, 33, 38, 41, 53, 70, 72, 117, 131, 321, 349, 376, 395, 441, 467})
+
+#: settings of every ``insert_json``: the parsing the Recorder's checks rely on, stated
+#: rather than taken from the server's defaults or a user profile
+JSON_INSERT_SETTINGS: dict[str, Any] = {
+    "date_time_input_format": "best_effort",
+    "input_format_skip_unknown_fields": 1,
+    "input_format_null_as_default": 1,
+    "input_format_defaults_for_omitted_fields": 1,
+    "input_format_json_named_tuples_as_objects": 1,
+    "input_format_json_ignore_unknown_keys_in_named_tuple": 1,
+    "input_format_json_defaults_for_missing_elements_in_named_tuple": 1,
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_numbers_as_strings": 0,
+    "input_format_json_read_bools_as_strings": 0,
+    "input_format_json_read_arrays_as_strings": 0,
+    "precise_float_parsing": 1,
+    "input_format_allow_errors_num": 0,
+    "input_format_allow_errors_ratio": 0,
+    "input_format_parallel_parsing": 0,
+}
+
+_ANY_CODE_RE = re.compile(r"Code: (\d+)\.")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code in a driver error (the first one), or None."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and code > 0:
+        return code
+    m = _ANY_CODE_RE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
 # --------------------------------------------------------------------------- SQL text
 
 
@@ -343,6 +390,35 @@ class Store:
             raise self._error(exc, f"insert into {full}") from None
         return len(columns[0])
 
+    def insert_json(self, table: str, messages: Sequence[bytes], dedup_token: str | None = None) -> int:
+        """Insert JSON objects, one per message, as ``FORMAT JSONEachRow``; returns how many.
+
+        ClickHouse parses them (``002_json_ingest.sql``: the ``*_json`` tables). One block,
+        so the insert is all or nothing; rows with an error are never skipped, whatever the
+        server's profile says. ``dedup_token`` as in ``insert``. A message ClickHouse cannot
+        parse raises ``DataRefusedError`` (sending it again cannot work); every other
+        failure raises ``StoreError``.
+        """
+        self._check_open()
+        if not messages:
+            return 0
+        settings: dict[str, Any] = dict(JSON_INSERT_SETTINGS)
+        settings["max_insert_block_size"] = max(len(messages), 1_048_576)
+        if dedup_token and self.supports_dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        full = table if "." in table else f"{DATABASE}.{table}"
+        try:
+            self._client.raw_insert(full, insert_block=b"\n".join(messages), fmt="JSONEachRow", settings=settings)
+        except StoreError:
+            raise
+        except Exception as exc:
+            err = self._error(exc, f"insert into {full}")
+            if error_code(exc) in DATA_ERROR_CODES:
+                raise DataRefusedError(str(err)) from None
+            raise err from None
+        return len(messages)
+
     def ping(self) -> bool:
         try:
             self.query("SELECT 1")
@@ -545,6 +621,7 @@ def open_store(dsn: str, *, connect_timeout: float = 10.0, send_receive_timeout:
 
 __all__ = [
     "DATABASE",
+    "DataRefusedError",
     "Store",
     "Target",
     "check_readonly",
