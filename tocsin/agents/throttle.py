@@ -202,7 +202,7 @@ class HotReader:
             auto_offset_reset="earliest", fetch_max_wait_ms=s.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 << 20, client_id=f"{self.app.conf.id}-hot")
         await self.consumer.start()
-        self.sender = BatchSender(self.app.producer._ensure_producer())  # noqa: SLF001
+        self.sender = BatchSender(self.app.producer._ensure_producer())  # type: ignore[attr-defined]  # noqa: SLF001
         try:
             while not self.app.should_stop:
                 try:
@@ -288,7 +288,7 @@ class HotReader:
         persisted: dict[int, int] = {}
         for (topic, partition, count, _), meta in zip(unacked, results, strict=True):
             if topic == self.throttle.changelog_name:
-                persisted[partition] = max(persisted.get(partition, -1), meta.offset + count - 1)
+                persisted[partition] = max(persisted.get(partition, -1), meta.offset + count - 1)  # type: ignore[union-attr]
         data = self.throttle.table.table.data
         for partition, offset in persisted.items():
             data.set_persisted_offset(TP(self.throttle.changelog_name, partition), offset)
@@ -297,7 +297,7 @@ class HotReader:
         if not offsets:
             return
         # flushes Faust's producer (the changelog records) first; drops revoked partitions
-        await self.app.consumer._commit_offsets(offsets)  # noqa: SLF001
+        await self.app.consumer._commit_offsets(offsets)  # type: ignore[attr-defined]  # noqa: SLF001
         for tp, off in offsets.items():
             self.committed[TopicPartition(tp.topic, tp.partition)] = off
 
