@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import types
 from dataclasses import dataclass, field
@@ -242,6 +243,13 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _ready(sender: Any, **kw: Any) -> None:
+        if not rt.extras.get("frozen"):
+            # what start-up made (modules, the app, its agents and clients) lives as long as
+            # the worker: moved out of the collector's generations, every full collection
+            # walks only what the streams allocate since
+            rt.extras["frozen"] = True
+            gc.collect()
+            gc.freeze()
         rt.extras["started"] = True
 
     @app.timer(interval=1.0)
