@@ -11,12 +11,13 @@ and commits its offsets only after ``record_batch`` returned::
 or, event by event: ``add(kind, value)`` (returns a ``Reject`` for a malformed message),
 ``if recorder.due(): await recorder.flush()``.
 
-ClickHouse parses the messages itself: a message that passes a cheap check (``json_id``:
-the fields a row needs, of the right types, UUIDs and timestamps in canonical text, the JSON
-exactly as Tocsin's codec writes it) is kept as its bytes, and a batch's messages go in one
-``INSERT ... FORMAT JSONEachRow`` into the table's ``*_json`` Null table, whose materialized
-view writes the row (``infra/clickhouse/002_json_ingest.sql``). Every other message is
-turned into a row here, exactly as before. Both ways give the same row for a message
+ClickHouse parses the messages itself: a message that passes a strict check in C
+(``json_id``, msgspec: the fields a row needs, of the right types, numbers in range; the
+views check UUIDs and timestamps in canonical text) is kept as its bytes, and a batch's
+messages go in one ``INSERT ... FORMAT JSONEachRow`` into the table's ``*_json`` Null
+table, whose materialized view writes the row (``infra/clickhouse/002_json_ingest.sql``).
+Every other message is turned into a row here, exactly as before. Both ways give the same
+row for a message, ``details`` kept as the JSON text the message holds
 (tests/integration/test_clickhouse_json.py). A store without ``insert_json`` gets rows only.
 
 Guarantees:
@@ -45,8 +46,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -306,98 +308,109 @@ _FAST: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 # -- JSON rows: ClickHouse parses the message (002_json_ingest.sql). ``json_id`` lets through
-# only what ClickHouse turns into the very row the builders above make: each field present
-# that the row needs, of the JSON type its column reads (optional text: a string or null),
-# numbers in range, and the bytes exactly what orjson writes for the decoded value, so that
-# ``details`` arrives as the text ``orjson.dumps`` gives. ClickHouse itself checks that the
-# ids are UUIDs and the timestamps RFC 3339 with an offset, in canonical text (a message
-# failing that makes it refuse the batch, which then takes the Python path). Everything
-# else takes the Python path above. These checks run on every message, so they are written
-# for speed: subscripts (a missing key is a KeyError: the Python path), C-level joins.
+# only what ClickHouse turns into the very row the builders above make. msgspec decodes the
+# message against the shapes below, in C, strictly: each field the row needs present (a
+# missing one is an error, as it is a reject or a default in the builders), of the JSON type
+# its column reads (optional text: a string or null; no number for text, no bool or text
+# for a number), numbers in their column's range. ClickHouse itself checks that the ids are
+# UUIDs and the timestamps RFC 3339 with an offset, in canonical text (a message failing
+# that makes it refuse the batch, which then takes the Python path). ``details`` is not
+# parsed here (only checked to be an object): ClickHouse keeps its JSON text as the message
+# holds it, which for Tocsin's own messages (orjson) is the very text the builders write.
+# Everything else takes the Python path above.
 
-_OUTCOMES = frozenset(("notify", "suppress", "bypass"))
-_LIFECYCLE_ACTIONS = frozenset(("acknowledge", "resolve", "dismiss"))
-
-
-def _json_decision(d: dict[str, Any]) -> Any:
-    a = d["alert"]
-    e = a["entity"]
-    sev = a["severity"]
-    sc = d["suppressed_count"]
-    dests = d["destinations"]
-    action = a["action"]
-    flag = a["requires_action"]
-    source, resolves, reason = a["source"], a["resolves"], d["reason"]
-    if (
-        type(sev) is not int or not 0 < sev < 4
-        or d["outcome"] not in _OUTCOMES
-        or type(a["details"]) is not dict
-        or type(action) is not str or not action  # the row makes "" or null "trigger"
-        or (flag is not True and flag is not False and flag is not None)  # null reads as false
-        or (sc is not None and (type(sc) is not int or not 0 <= sc < 2**32))
-        or (source is not None and type(source) is not str)
-        or (resolves is not None and type(resolves) is not str)
-        or (reason is not None and type(reason) is not str)
-        or type(dests) is not list
-    ):
-        return None
-    if e is not None:
-        if type(e) is not dict:
-            return None
-        account, symbol, strategy, run = e["account_id"], e["symbol"], e["strategy_id"], e["run_id"]
-        if (
-            (account is not None and type(account) is not str)
-            or (symbol is not None and type(symbol) is not str)
-            or (strategy is not None and type(strategy) is not str)
-            or (run is not None and type(run) is not str)
-        ):
-            return None
-    "".join(dests)  # TypeError unless every one is a string
-    "".join((a["fingerprint"], a["type"], a["summary"], d["dedupe_key"]))
-    return d["decision_id"]
+_U8 = Annotated[int, msgspec.Meta(ge=0, lt=2**8)]
+_U16 = Annotated[int, msgspec.Meta(ge=0, lt=2**16)]
+_U32 = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
+_I32 = Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)]
+# a latency the row's ``float(v or 0.0)`` reads as ClickHouse does: an int a float holds
+# exactly, or a float (-0.0, which ``or`` turns into 0.0, is checked apart)
+_LATENCY = Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)] | float
 
 
-def _plain_latency(v: Any) -> bool:
-    """A number ClickHouse reads as the row's ``float(v or 0.0)``: not a bool, an int a
-    float holds exactly, and not -0.0 (which ``or`` turns into 0.0)."""
-    if type(v) is float:
-        return v != 0.0 or math.copysign(1.0, v) > 0
-    return type(v) is int and -(2**53) <= v <= 2**53
+class _Entity(msgspec.Struct, gc=False):
+    account_id: str | None
+    symbol: str | None
+    strategy_id: str | None
+    run_id: str | None
 
 
-def _json_attempt(x: dict[str, Any]) -> Any:
-    code = x["response_code"]
-    sev = x["severity"]
-    n = x["attempt"]
-    latency = x["latency_ms"]
-    reason, error = x["reason"], x["error"]
-    if (
-        x["status"] not in _STATUSES
-        or type(sev) is not int or not 0 <= sev < 2**8
-        or type(n) is not int or not 0 <= n < 2**16
-        or (code is not None and (type(code) is not int or not -(2**31) <= code < 2**31))
-        or (latency is not None and not _plain_latency(latency))
-        or (reason is not None and type(reason) is not str)
-        or (error is not None and type(error) is not str)
-    ):
-        return None
-    "".join((x["delivery_id"], x["fingerprint"], x["type"], x["channel"], x["destination"]))
-    return x["attempt_id"]
+class _Alert(msgspec.Struct, gc=False):
+    alert_id: str
+    type: str
+    severity: Annotated[int, msgspec.Meta(ge=1, le=3)]
+    event_timestamp: str
+    fingerprint: str
+    entity: _Entity | None
+    summary: str
+    details: msgspec.Raw  # an object: checked in json_id
+    source: str | None
+    action: Annotated[str, msgspec.Meta(min_length=1)]  # the row makes "" or null "trigger"
+    resolves: str | None
+    requires_action: bool | None  # null reads as false
 
 
-def _json_lifecycle(x: dict[str, Any]) -> Any:
-    # no fast row for lifecycle: the model's rules. ``by`` and ``at`` have defaults that
-    # ClickHouse would not give, so they must be there (the view checks the text of ``at``)
-    if "at" not in x or x["action"] not in _LIFECYCLE_ACTIONS:
-        return None
-    "".join((x["fingerprint"], x["by"], x.get("note", "")))
-    return x["event_id"]
+class _Decision(msgspec.Struct, gc=False):
+    decision_id: str
+    alert: _Alert
+    dedupe_key: str
+    outcome: Literal["notify", "suppress", "bypass"]
+    reason: str | None
+    window_start: str
+    suppressed_count: _U32 | None
+    destinations: list[str]
+    decided_at: str
 
 
-_JSON_CHECKS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "decisions": _json_decision,
-    "attempts": _json_attempt,
-    "lifecycle": _json_lifecycle,
+class _Attempt(msgspec.Struct, gc=False):
+    attempt_id: str
+    delivery_id: str
+    alert_id: str
+    fingerprint: str
+    type: str
+    severity: _U8
+    channel: str
+    destination: str
+    attempt: _U16
+    status: Literal["sent", "failed", "dead", "skipped_duplicate", "rate_limited", "circuit_open"]
+    reason: str | None
+    response_code: _I32 | None
+    error: str | None
+    started_at: str
+    finished_at: str
+    latency_ms: _LATENCY | None
+
+
+class _Lifecycle(msgspec.Struct, gc=False):
+    # ``by`` and ``at`` have defaults in the model that ClickHouse would not give: required
+    event_id: str
+    fingerprint: str
+    action: Literal["acknowledge", "resolve", "dismiss"]
+    by: str
+    at: str
+    note: str = ""
+    alert_id: str | None = None
+
+
+def _decision_id(m: _Decision) -> str | None:
+    return m.decision_id if memoryview(m.alert.details)[0] == 123 else None  # {
+
+
+def _attempt_id(m: _Attempt) -> str | None:
+    lat = m.latency_ms
+    if lat is not None and lat == 0 and type(lat) is float and math.copysign(1.0, lat) < 0:
+        return None  # -0.0
+    return m.attempt_id
+
+
+def _event_id(m: _Lifecycle) -> str | None:
+    return m.event_id
+
+
+_CHECKS: dict[str, tuple[msgspec.json.Decoder[Any], Callable[[Any], str | None]]] = {
+    "decisions": (msgspec.json.Decoder(_Decision), _decision_id),
+    "attempts": (msgspec.json.Decoder(_Attempt), _attempt_id),
+    "lifecycle": (msgspec.json.Decoder(_Lifecycle), _event_id),
 }
 
 _WIRE_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
@@ -419,19 +432,17 @@ def _wire(value: Any) -> bytes | None:
     return None
 
 
-def json_id(kind: str, data: Any, raw: bytes) -> Any:
-    """The record id of a decoded message ClickHouse may parse from ``raw`` itself (see
-    above), or None when it must take the Python row path."""
-    check = _JSON_CHECKS.get(kind)
-    if check is None or type(data) is not dict:
+def json_id(kind: str, raw: bytes) -> str | None:
+    """The record id of a message ClickHouse may parse from ``raw`` itself (see above), or
+    None when it must take the Python row path."""
+    check = _CHECKS.get(kind)
+    if check is None:
         return None
+    decoder, record_id = check
     try:
-        rid = check(data)
-    except (KeyError, TypeError, AttributeError):
+        return record_id(decoder.decode(raw))
+    except msgspec.DecodeError:  # not JSON, or not of the shape (ValidationError included)
         return None
-    if rid is None or orjson.dumps(data) != raw:
-        return None
-    return rid
 
 
 _MODELS: dict[str, tuple[type[BaseModel], Callable[[Any], dict[str, Any]]]] = {
@@ -453,8 +464,6 @@ def batch_token(table: str, ids: Iterable[Any]) -> str:
 # --------------------------------------------------------------------------- recorder
 
 
-_UNDECODED: Any = object()  # ``add`` did not decode the value
-_BYTES_OR_TEXT = (bytes, bytearray, memoryview, str)
 
 
 class Recorder:
@@ -528,19 +537,11 @@ class Recorder:
 
     def add(self, kind: str, value: Any) -> Reject | None:
         """Queue one message; a malformed one is returned (and kept in ``rejects``)."""
-        data: Any = _UNDECODED
-        check = _JSON_CHECKS.get(kind) if self.parses_json else None
-        if check is not None:
+        if self.parses_json:
             raw = value if type(value) is bytes else _wire(value)
             if raw is not None:
-                try:
-                    data = orjson.loads(raw)
-                    rid = check(data) if type(data) is dict else None
-                except orjson.JSONDecodeError:
-                    rid = None  # the row path says why
-                except (KeyError, TypeError, AttributeError):
-                    rid = None
-                if rid is not None and orjson.dumps(data) == raw:
+                rid = json_id(kind, raw)
+                if rid is not None:
                     if self._oldest is None:
                         self._oldest = self._clock()
                     batch = self._json[kind]
@@ -548,15 +549,11 @@ class Recorder:
                     batch.ids.append(rid)
                     batch.values.append(value)
                     return None
-                if not isinstance(value, _BYTES_OR_TEXT):
-                    data = _UNDECODED  # the row path takes the given object itself
-        return self._add_row(kind, value, data)
+        return self._add_row(kind, value)
 
-    def _add_row(self, kind: str, value: Any, data: Any = _UNDECODED) -> Reject | None:
+    def _add_row(self, kind: str, value: Any) -> Reject | None:
         try:
-            if kind not in _MODELS:
-                raise RecordError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
-            table, row = self._row_of(kind, _decode(value) if data is _UNDECODED else data)
+            table, row = self.rows_for(kind, value)
         except RecordError as exc:
             return self._reject(kind, value, str(exc))
         except Exception as exc:  # never let one message stop the agent
