@@ -257,3 +257,36 @@ def test_a_directory_held_by_another_process_is_a_clear_error(tmp_path: Path, sh
         if proc.stdout is not None:
             proc.stdout.close()
     assert not _path_locked_elsewhere(str(held))
+
+
+async def test_a_row_the_driver_cannot_write_is_rejected_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row builder's bug (here: text in the UInt8 severity column of one row) costs that
+    message, kept as a reject with the reason, not the batch: the refused batch is halved
+    until the row is alone, never retried, and every other row is inserted."""
+    from tocsin.agents import recorder as recorder_module
+
+    d = decision(type="x", severity=1, at=NOW, n=0, outcome=Outcome.NOTIFY)
+    msgs = [("attempts", wire(attempt(d, "webhook:default", i + 1, AttemptStatus.SENT, NOW, 2.0)))
+            for i in range(100)]
+    poison = msgs[37][1]["attempt_id"]
+    build = recorder_module._FAST["attempts"]
+
+    def buggy(x: dict[str, Any]) -> dict[str, Any]:
+        row = build(x)
+        if x["attempt_id"] == poison:
+            row["severity"] = "two"
+        return row
+
+    monkeypatch.setitem(recorder_module._FAST, "attempts", buggy)
+
+    async def no_retry(_: float) -> None:
+        raise AssertionError("a refused row must not be retried")
+
+    rec = Recorder(store, sleep=no_retry)
+    rec.parses_json = False  # the Python row path, as for a store without insert_json
+    rejects = await rec.record_batch(msgs)
+    assert [r.value["attempt_id"] for r in rejects] == [poison]
+    assert "refused its row" in rejects[0].error and PASSWORD not in rejects[0].error
+    assert rec.pending == 0 and rec.failures == 0 and rec.rows_rejected == 1
+    assert count(store, "SELECT count() FROM tocsin.delivery_attempts") == 99
+    assert count(store, f"SELECT count() FROM tocsin.delivery_attempts WHERE attempt_id = '{poison}'") == 0

@@ -24,7 +24,9 @@ Guarantees:
 
 - a malformed message never raises: it becomes a ``Reject`` (kind, value, error); should
   ClickHouse refuse a checked batch all the same (``DataRefusedError``), its messages take
-  the Python row path, which rejects the bad one and inserts the others;
+  the Python row path, which rejects the bad one and inserts the others; rows the driver
+  or ClickHouse refuse as data are halved until each refused row is alone, which becomes a
+  reject (never a batch retried forever);
 - ``flush`` returns only when every pending row is inserted; on a ``StoreError`` it keeps
   the batch, backs off exponentially (capped) and tries again, so no row is ever lost
   (``max_retries`` makes it give up with ``StoreError``, the rows still pending);
@@ -492,6 +494,9 @@ class Recorder:
         #: does the store take JSON messages (``insert_json``)? otherwise rows only
         self.parses_json = callable(getattr(store, "insert_json", None))
         self._pending: dict[str, list[dict[str, Any]]] = {TABLES[k][0]: [] for k in KINDS}
+        # the values the pending rows were built from, row for row (for a reject, should
+        # the driver or ClickHouse refuse a row)
+        self._pending_values: dict[str, list[Any]] = {TABLES[k][0]: [] for k in KINDS}
         # per kind, the checked messages for ClickHouse to parse: their bytes, record ids
         # and the values as given (for a reject, should ClickHouse refuse the batch)
         self._json: dict[str, _JsonBatch] = {k: _JsonBatch() for k in KINDS}
@@ -562,6 +567,7 @@ class Recorder:
         if self._oldest is None:
             self._oldest = self._clock()
         self._pending[table].append(row)
+        self._pending_values[table].append(value)
         return None
 
     def _reject(self, kind: str, value: Any, error: str, logged: bool = False) -> Reject:
@@ -600,20 +606,39 @@ class Recorder:
             for kind in KINDS:
                 total += await self._flush_json(kind)
                 table = TABLES[kind][0]
-                rows = self._pending[table]
+                rows, values = self._pending[table], self._pending_values[table]
                 if not rows:
                     continue
-                self._pending[table] = []
+                self._pending[table], self._pending_values[table] = [], []
                 try:
-                    await self._insert(table, len(rows), batch_token(table, (r[_ID_COLUMN[table]] for r in rows)),
-                                       self.store.insert, table, rows)
+                    total += await self._insert_rows(kind, table, rows, values)
                 except BaseException:
                     self._pending[table] = rows + self._pending[table]
+                    self._pending_values[table] = values + self._pending_values[table]
                     raise
-                total += len(rows)
             if self.pending == 0:
                 self._oldest = None
             return total
+
+    async def _insert_rows(self, kind: str, table: str, rows: list[dict[str, Any]], values: list[Any],
+                           top: bool = True) -> int:
+        """Insert rows; returns how many. Rows refused as data (``DataRefusedError``: the
+        same rows would be refused again) are halved until each refused row is alone: it
+        becomes a reject with its message, the others are inserted. A builder's bug thus
+        costs the messages it touches, never the agent's progress."""
+        try:
+            await self._insert(table, len(rows), batch_token(table, (r[_ID_COLUMN[table]] for r in rows)),
+                               self.store.insert, table, rows)
+            return len(rows)
+        except DataRefusedError as exc:
+            if len(rows) == 1:
+                self._reject(kind, values[0], f"ClickHouse refused its row: {exc}"[:500])
+                return 0
+            if top:
+                log.warning("record: %d rows refused by %s, looking for the refused ones: %s", len(rows), table, exc)
+        mid = len(rows) // 2
+        return (await self._insert_rows(kind, table, rows[:mid], values[:mid], top=False)
+                + await self._insert_rows(kind, table, rows[mid:], values[mid:], top=False))
 
     async def _flush_json(self, kind: str) -> int:
         """Insert the kind's checked messages; if ClickHouse refuses them, queue their rows."""

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import re
+import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -174,6 +175,21 @@ JSON_INSERT_SETTINGS: dict[str, Any] = {
 }
 
 _ANY_CODE_RE = re.compile(r"Code: (\d+)\.")
+
+#: what the driver raises when it cannot write a value into its column, before anything is
+#: sent (a str in a UInt8 column, an int out of range, ...): the same rows fail again
+_SERIALIZE_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, struct.error)
+
+
+def refused_as_data(exc: BaseException) -> bool:
+    """Did this insert fail on its data (the driver could not write a value, or ClickHouse
+    could not take it), so that sending the same rows again cannot work?"""
+    if isinstance(exc, _SERIALIZE_ERRORS):
+        return True
+    cls = type(exc)  # the driver's own DataError (its module is imported lazily)
+    if cls.__name__ == "DataError" and cls.__module__.startswith("clickhouse_connect"):
+        return True
+    return error_code(exc) in DATA_ERROR_CODES
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -371,7 +387,9 @@ class Store:
         """Columnar insert of rows (list of dicts) or columns (dict of lists); returns rows written.
 
         ``dedup_token`` becomes ``insert_deduplication_token``: the same token within the
-        table's window is dropped, base table and materialized views alike.
+        table's window is dropped, base table and materialized views alike. Rows the driver
+        cannot write into their columns, or ClickHouse refuses as data, raise
+        ``DataRefusedError`` (sending them again cannot work); other failures ``StoreError``.
         """
         self._check_open()
         names, columns = _columns(data)
@@ -387,7 +405,10 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise self._error(exc, f"insert into {full}") from None
+            err = self._error(exc, f"insert into {full}")
+            if refused_as_data(exc):
+                raise DataRefusedError(str(err)) from None
+            raise err from None
         return len(columns[0])
 
     def insert_json(self, table: str, messages: Sequence[bytes], dedup_token: str | None = None) -> int:
@@ -414,7 +435,7 @@ class Store:
             raise
         except Exception as exc:
             err = self._error(exc, f"insert into {full}")
-            if error_code(exc) in DATA_ERROR_CODES:
+            if refused_as_data(exc):
                 raise DataRefusedError(str(err)) from None
             raise err from None
         return len(messages)
