@@ -22,7 +22,9 @@
 -- deduplicate_blocks_in_dependent_materialized_views = 1, so a retried batch is dropped
 -- by the recording tables and by delivery_stats_1m alike.
 --
--- Runs unchanged on a ClickHouse server (24.8 and later) and on chdb.
+-- The same DDL serves a ClickHouse server and chdb; tested here on chdb (its engine 26.9)
+-- only. The settings the inserts state exist since ClickHouse 23.x (docker-compose: 24.8),
+-- and the testcontainers test runs this path against a server where Docker exists.
 
 CREATE TABLE IF NOT EXISTS tocsin.alerts_json
 (
