@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from tocsin.agents.recorder import Recorder
+from tocsin.agents.recorder import Pipeline, Recorder
 from tocsin.errors import ConfigError, StoreError
 from tocsin.infra.clickhouse.client import (
     Store,
@@ -290,3 +290,47 @@ async def test_a_row_the_driver_cannot_write_is_rejected_alone(store: Store, mon
     assert rec.pending == 0 and rec.failures == 0 and rec.rows_rejected == 1
     assert count(store, "SELECT count() FROM tocsin.delivery_attempts") == 99
     assert count(store, f"SELECT count() FROM tocsin.delivery_attempts WHERE attempt_id = '{poison}'") == 0
+
+
+async def test_the_pipeline_reports_batches_in_order_once_inserted(store: Store) -> None:
+    """The record agent's Pipeline: a batch's ``done`` (where the agent commits) runs in
+    batch order and only once its rows are in ClickHouse; the next batch is queued while the
+    one before inserts; a reject is reported once."""
+    reported: list[tuple[int, int, int]] = []
+
+    async def done(rejects: list[Any], token: int) -> None:
+        reported.append((token, count(store, "SELECT count() FROM tocsin.alerts"), len(rejects)))
+
+    rec = Recorder(store)
+    pipeline = Pipeline(rec, done)
+    for b in range(5):
+        batch = [("decisions", wire(decision(type="x", severity=1, at=NOW, n=b * 100 + j, outcome=Outcome.NOTIFY)))
+                 for j in range(100)]
+        if b == 2:
+            batch.append(("decisions", b"not json"))
+        await pipeline.put(batch, b)
+    await pipeline.drain()
+    assert [t for t, _, _ in reported] == [0, 1, 2, 3, 4]
+    assert all(rows >= 100 * (t + 1) for t, rows, _ in reported), reported
+    assert sum(r for _, _, r in reported) == 1
+    assert count(store, "SELECT count() FROM tocsin.alerts") == 500
+
+
+async def test_a_failed_pipeline_insert_is_raised_and_never_reported(store: Store) -> None:
+    flaky, _ = faulty(store, fail=1)
+    reported: list[int] = []
+
+    async def done(rejects: list[Any], token: int) -> None:
+        reported.append(token)
+
+    rec = Recorder(flaky, max_retries=0, sleep=no_sleep)
+    pipeline = Pipeline(rec, done)
+    first = [("decisions", wire(decision(type="x", severity=1, at=NOW, n=j, outcome=Outcome.NOTIFY))) for j in range(10)]
+    await pipeline.put(first, 0)
+    with pytest.raises(StoreError):
+        await pipeline.put([("decisions", wire(decision(type="x", severity=1, at=NOW, n=10, outcome=Outcome.NOTIFY)))], 1)
+    await pipeline.drain()
+    assert reported == []  # the failed batch is never reported (its offsets stay uncommitted)
+    assert rec.pending == 11  # its rows wait for the next insert, the later batch's too
+    await rec.flush()
+    assert count(store, "SELECT count() FROM tocsin.alerts") == 11

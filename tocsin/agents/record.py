@@ -21,7 +21,7 @@ from ..schemas.codec import dumps
 from ..schemas.validate import raw_text
 from ..streams import metrics
 from ..streams.app import Runtime
-from .recorder import Recorder, kind_for_topic
+from .recorder import Pipeline, Recorder, Reject, kind_for_topic
 
 log = logging.getLogger(__name__)
 
@@ -96,33 +96,44 @@ def register(rt: Runtime) -> None:
         holder["r"] = await open_recorder(rt)
         opened.set()
 
+    async def recorded(rejects: list[Reject], events: list[Any]) -> None:
+        """A batch is in ClickHouse: keep its rejects on the DLQ, then release its offsets."""
+        for r in rejects:
+            try:
+                raw = bytes(r.value) if isinstance(r.value, bytes | bytearray) else dumps(r.value)
+                text, enc = raw_text(raw)
+                await topics.dlq.send(key=None, value={"error": f"record {r.kind}: {r.error}",
+                                                       "kind": r.kind, "raw": text, "raw_encoding": enc})
+            except Exception:
+                log.exception("could not keep a rejected %s message", r.kind)
+        for ev in events:
+            ev.ack()
+
     @app.agent(source, name=f"{prefix}.record", concurrency=1)
     async def record(stream: Any) -> None:
-        async for events in stream.take_events(s.record_batch_rows, within=s.record_batch_s):
-            await opened.wait()
-            recorder = holder["r"]
-            batch = []
-            for ev in events:
-                kind = kind_for_topic(ev.message.topic, prefix)
-                if kind is not None:
-                    batch.append((kind, ev.value))
-            try:
-                before = recorder.rows_inserted
-                failures = recorder.failures
-                rejects = await recorder.record_batch(batch)
+        # one batch is checked while the one before is inserted (Pipeline); take_events acks a
+        # batch when it moves on, so each message gets one more reference here, released once
+        # its batch is in ClickHouse: offsets stay uncommitted until then
+        await opened.wait()
+        recorder = holder["r"]
+        pipeline = Pipeline(recorder, recorded)
+        try:
+            async for events in stream.take_events(s.record_batch_rows, within=s.record_batch_s):
+                batch = []
+                for ev in events:
+                    ev.message.incref()
+                    kind = kind_for_topic(ev.message.topic, prefix)
+                    if kind is not None:
+                        batch.append((kind, ev.value))
+                before, failures = recorder.rows_inserted, recorder.failures
+                try:
+                    await pipeline.put(batch, events)
+                except TocsinError:  # only with max_retries: that batch stays uncommitted
+                    log.exception("recording failed")
                 metrics.record_failures.inc(recorder.failures - failures)
                 metrics.recorded_rows.labels("all").inc(recorder.rows_inserted - before)
-            except TocsinError:  # only with max_retries; keep the loop alive
-                log.exception("recording failed")
-                continue
-            for r in rejects:
-                try:
-                    raw = bytes(r.value) if isinstance(r.value, bytes | bytearray) else dumps(r.value)
-                    text, enc = raw_text(raw)
-                    await topics.dlq.send(key=None, value={"error": f"record {r.kind}: {r.error}",
-                                                           "kind": r.kind, "raw": text, "raw_encoding": enc})
-                except Exception:
-                    log.exception("could not keep a rejected %s message", r.kind)
+        finally:
+            pipeline.cancel()  # at shutdown: the batch under way is read again
 
     @app.timer(interval=5.0)
     async def _flush_idle() -> None:  # nothing pending normally: record_batch flushes each batch

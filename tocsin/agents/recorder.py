@@ -716,6 +716,43 @@ class Recorder:
         }
 
 
+class Pipeline:
+    """Checks one batch while the one before is being inserted (the insert runs in a thread,
+    and ClickHouse parses without Python's lock): ``await put(events, token)`` queues the
+    batch's messages, waits for the previous batch's insert, and starts this one's; once a
+    batch is inserted, ``done(rejects, token)`` runs, in batch order (the caller commits
+    there: a batch's offsets go only after a flush that began after its messages were
+    queued). ``drain()`` waits for the last one. A failed insert is raised by the next
+    ``put`` or ``drain``; its batch's ``done`` never runs (nothing committed: read again)."""
+
+    def __init__(self, recorder: Recorder, done: Callable[[list[Reject], Any], Awaitable[None]]) -> None:
+        self.recorder = recorder
+        self.done = done
+        self._inserting: asyncio.Task[None] | None = None
+
+    async def put(self, events: Iterable[tuple[str, Any]], token: Any = None) -> None:
+        for kind, value in events:
+            self.recorder.add(kind, value)
+        await self.drain()
+        self._inserting = asyncio.create_task(self._insert(token))
+        await asyncio.sleep(0)  # the insert starts (its rows taken, sent to a thread) before the caller goes on
+
+    async def drain(self) -> None:
+        task, self._inserting = self._inserting, None
+        if task is not None:
+            await task
+
+    def cancel(self) -> None:
+        """Stop the insert under way (at shutdown): its batch is not committed, read again."""
+        task, self._inserting = self._inserting, None
+        if task is not None:
+            task.cancel()
+
+    async def _insert(self, token: Any) -> None:
+        await self.recorder.flush()
+        await self.done(self.recorder.take_rejects(), token)
+
+
 @dataclass
 class _JsonBatch:
     raw: list[bytes] = field(default_factory=list)
@@ -732,6 +769,7 @@ __all__ = [
     "KINDS",
     "TABLES",
     "Kind",
+    "Pipeline",
     "RecordError",
     "Recorder",
     "Reject",

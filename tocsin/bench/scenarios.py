@@ -309,14 +309,14 @@ async def delivery(n: int, log: Log, tmp: Path) -> dict[str, Result]:
 
 
 def recording(n: int, log: Log, tmp: Path, rounds: int = 3) -> dict[str, Result]:
-    """Decisions into ClickHouse (chdb) through the Recorder, from the bytes the record agent
-    reads, against a raw clickhouse-connect insert of the same rows, already built. Both
+    """Decisions into ClickHouse (chdb) through the Recorder as the record agent drives it
+    (``Pipeline``), from the bytes it reads, against a raw clickhouse-connect insert of the same rows, already built. Both
     write 10,000 rows an insert, after the same warm-up (a first insert pays for setting up
     the table's parts and views), in ``rounds`` alternating rounds of ``n`` new rows each
     (the engine's background merges weigh on whichever runs next); the medians are kept."""
     import statistics
 
-    from ..agents.recorder import Recorder
+    from ..agents.recorder import Pipeline, Recorder
     from ..infra.clickhouse.client import open_store
     from ..schemas.messages import Decision, Outcome
 
@@ -338,9 +338,14 @@ def recording(n: int, log: Log, tmp: Path, rounds: int = 3) -> dict[str, Result]
     def built(values: list[bytes]) -> list[dict[str, Any]]:  # decoded and built, ids renewed
         return [rec.rows_for("decisions", {**orjson.loads(v), "decision_id": str(uuid.uuid4())})[1] for v in values]
 
-    async def record(values: list[bytes]) -> None:  # one event loop, as in the agent
+    async def inserted(rejects: list[Any], _: Any) -> None:
+        assert not rejects
+
+    async def record(values: list[bytes]) -> None:  # as the record agent does: one loop, a
+        pipeline = Pipeline(rec, inserted)  # batch checked while the one before is inserted
         for i in range(0, len(values), 10_000):
-            await rec.record_batch([("decisions", v) for v in values[i:i + 10_000]])
+            await pipeline.put([("decisions", v) for v in values[i:i + 10_000]])
+        await pipeline.drain()
 
     warm = decisions(2_000)
     asyncio.run(record(warm))
