@@ -522,9 +522,7 @@ class Recorder:
         """The (table, row) of one topic message; ``RecordError`` when it is malformed."""
         if kind not in _MODELS:
             raise RecordError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
-        return self._row_of(kind, _decode(value))
-
-    def _row_of(self, kind: str, data: Any) -> tuple[str, dict[str, Any]]:
+        data = _decode(value)
         model, to_row = _MODELS[kind]
         if not isinstance(data, dict):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")

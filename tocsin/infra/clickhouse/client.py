@@ -395,20 +395,9 @@ class Store:
         names, columns = _columns(data)
         if not names or not columns[0]:
             return 0
-        settings: dict[str, Any] = {}
-        if dedup_token and self.supports_dedup_token:
-            settings = {"insert_deduplication_token": dedup_token,
-                        "deduplicate_blocks_in_dependent_materialized_views": 1}
         full = table if "." in table else f"{DATABASE}.{table}"
-        try:
-            self._client.insert(full, columns, column_names=names, column_oriented=True, settings=settings)
-        except StoreError:
-            raise
-        except Exception as exc:
-            err = self._error(exc, f"insert into {full}")
-            if refused_as_data(exc):
-                raise DataRefusedError(str(err)) from None
-            raise err from None
+        self._insert(full, lambda: self._client.insert(full, columns, column_names=names, column_oriented=True,
+                                                       settings=self._dedup_settings({}, dedup_token)))
         return len(columns[0])
 
     def insert_json(self, table: str, messages: Sequence[bytes], dedup_token: str | None = None) -> int:
@@ -423,14 +412,24 @@ class Store:
         self._check_open()
         if not messages:
             return 0
-        settings: dict[str, Any] = dict(JSON_INSERT_SETTINGS)
-        settings["max_insert_block_size"] = max(len(messages), 1_048_576)
+        settings = self._dedup_settings(
+            {**JSON_INSERT_SETTINGS, "max_insert_block_size": max(len(messages), 1_048_576)}, dedup_token)
+        full = table if "." in table else f"{DATABASE}.{table}"
+        self._insert(full, lambda: self._client.raw_insert(full, insert_block=b"\n".join(messages),
+                                                           fmt="JSONEachRow", settings=settings))
+        return len(messages)
+
+    def _dedup_settings(self, settings: dict[str, Any], dedup_token: str | None) -> dict[str, Any]:
+        """``settings`` with the insert's deduplication token, where the server takes one."""
         if dedup_token and self.supports_dedup_token:
             settings["insert_deduplication_token"] = dedup_token
             settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
-        full = table if "." in table else f"{DATABASE}.{table}"
+        return settings
+
+    def _insert(self, full: str, send: Callable[[], Any]) -> None:
+        """Run an insert; its data refused: ``DataRefusedError``, any other failure ``StoreError``."""
         try:
-            self._client.raw_insert(full, insert_block=b"\n".join(messages), fmt="JSONEachRow", settings=settings)
+            send()
         except StoreError:
             raise
         except Exception as exc:
@@ -438,7 +437,6 @@ class Store:
             if refused_as_data(exc):
                 raise DataRefusedError(str(err)) from None
             raise err from None
-        return len(messages)
 
     def ping(self) -> bool:
         try:
