@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from tocsin.infra.broker import EmbeddedBroker, free_port
+from tocsin.infra.clickhouse.client import Store, open_store
+from tocsin.infra.clickhouse.ops import TABLES
 
 from .harness import HttpReceiver, SmtpReceiver, Stack
 
@@ -56,3 +58,27 @@ def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
     yield st
     for w in st.workers:
         w.stop(timeout=15)
+
+
+# -- the embedded ClickHouse engine (chdb): one migrated store per test module, emptied
+# for each test (a module may define its own ``store``)
+
+
+@pytest.fixture(scope="module")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="module")
+def shared_store(chdb_path: Path) -> Iterator[Store]:
+    store = open_store(f"chdb://{chdb_path}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def store(shared_store: Store) -> Store:
+    for table in TABLES:
+        shared_store.truncate(table)
+    return shared_store

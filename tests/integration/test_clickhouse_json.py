@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
 from tocsin.agents.recorder import TABLES, Recorder, json_id
-from tocsin.infra.clickhouse.client import DataRefusedError, Store, open_store
-from tocsin.infra.clickhouse.ops import TABLES as ALL_TABLES
+from tocsin.infra.clickhouse.client import DataRefusedError, Store
 from tocsin.infra.clickhouse.samples import attempt, decision, lifecycle, wire
 from tocsin.schemas.codec import dumps
 from tocsin.schemas.messages import AttemptStatus, LifecycleAction, Outcome
@@ -24,21 +22,6 @@ pytestmark = pytest.mark.integration
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 ODD = "émoji 🚨 中文 עברית e\u0301 \"quoted\" back\\slash tab\t nl\n nul\u0000 ctl\u001f \u2028"
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    store = open_store(f"chdb://{tmp_path_factory.mktemp('chjson')}")
-    store.migrate()
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def store(shared: Store) -> Store:
-    for table in ALL_TABLES:
-        shared.truncate(table)
-    return shared
 
 
 def as_bytes(data: dict[str, Any]) -> bytes:

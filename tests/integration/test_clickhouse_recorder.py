@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from tocsin.infra.clickhouse.client import (
     parse_dsn,
     redact_dsn,
 )
-from tocsin.infra.clickhouse.ops import TABLES
 from tocsin.infra.clickhouse.samples import attempt, decision, synthetic_messages, wire
 from tocsin.schemas.messages import AttemptStatus, Outcome
 
@@ -32,26 +30,6 @@ pytestmark = pytest.mark.integration
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 PASSWORD = "pa55-w0rd!"
-
-
-@pytest.fixture(scope="module")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chrec")
-
-
-@pytest.fixture(scope="module")
-def shared_store(chdb_path: Path) -> Iterator[Store]:
-    store = open_store(f"chdb://{chdb_path}")
-    store.migrate()
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def store(shared_store: Store) -> Store:
-    for table in TABLES:
-        shared_store.truncate(table)
-    return shared_store
 
 
 class FaultyClient:
