@@ -47,8 +47,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one Faust worker (blocks until stopped)."""
     from faust.worker import Worker
 
+    from ..agents.recorder import SWITCH_INTERVAL_S
     from .app import build
 
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # the record agent's insert threads (see there)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         rt = build(settings)
