@@ -178,7 +178,19 @@ async def offered(rate: int, seconds: float, send: Callable[[int], Awaitable[Non
         await asyncio.sleep(0.01)
 
 
-async def latency(rates: list[int], seconds: float, log: Log, tmp: Path) -> dict[str, Result]:
+#: The latency runs' routing files. "webhook": the alerts (SEV2) go to the webhook only, as
+#: DESIGN's routing matrix has it, so the run measures one alert's way to its one receiver.
+#: "default": the shipped routing file (tocsin/routing.default.toml), whose ``always`` also
+#: sends every notified alert to the console, which is always on: two deliveries an alert.
+LATENCY_ROUTING = {
+    "webhook": 'always = []\n[severity]\n1 = ["webhook:default"]\n2 = ["webhook:default"]\n3 = []\n',
+    "default": None,
+}
+
+
+async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Path) -> dict[str, Result]:
+    """Produce -> webhook received at each ``(rate, routing)`` of ``runs`` (``LATENCY_ROUTING``),
+    each against a bare consume -> POST loop at the same load."""
     # the bench's own producer and receiver stamp the times: what earlier scenarios left in
     # this process is moved out of the collector's reach, so its pauses are not measured
     gc.collect()
@@ -186,11 +198,14 @@ async def latency(rates: list[int], seconds: float, log: Log, tmp: Path) -> dict
     results: dict[str, Result] = {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-latency.log") as b:
         recv = await Receiver().start()
-        for rate in rates:
-            prefix = f"l{rate}"
-            # the webhook is the route (the console channel off: its lines are not the measure)
-            w = Worker(base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url,
-                                TOCSIN_CONSOLE_ENABLED="false"), tmp / f"{prefix}.log").start()
+        for rate, routing in runs:
+            prefix = f"l{rate}{routing[0]}"
+            env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url)
+            if LATENCY_ROUTING[routing] is not None:
+                route = tmp / f"routing-{routing}.toml"
+                route.write_text(LATENCY_ROUTING[routing], encoding="utf-8")
+                env["TOCSIN_ROUTING_FILE"] = str(route)
+            w = Worker(env, tmp / f"{prefix}.log").start()
             await w.ready()
             p = AIOKafkaProducer(bootstrap_servers=b.bootstrap, linger_ms=0)
             await p.start()
@@ -223,10 +238,11 @@ async def latency(rates: list[int], seconds: float, log: Log, tmp: Path) -> dict
             lat = [(recv.arrivals[k] - t) * 1000 for k, t in sent.items() if k in recv.arrivals]
             # baseline: a bare consume -> POST loop at the same load
             base = await bare_latency(b.bootstrap, f"{prefix}b", recv, rate, seconds)
+            suffix = "" if routing == "webhook" else f"_{routing}_routing"
             for q, name in ((0.5, "p50"), (0.99, "p99")):
-                results[f"latency_{rate}_per_s_{name}"] = result(
-                    pct(lat, q), pct(base, q), "ms", delivered=len(lat), offered=len(sent))
-            log(f"latency @{rate}/s: p50 {pct(lat, .5):.1f} ms, p99 {pct(lat, .99):.1f} ms "
+                results[f"latency_{rate}_per_s{suffix}_{name}"] = result(
+                    pct(lat, q), pct(base, q), "ms", delivered=len(lat), offered=len(sent), routing=routing)
+            log(f"latency @{rate}/s ({routing} routing): p50 {pct(lat, .5):.1f} ms, p99 {pct(lat, .99):.1f} ms "
                 f"(bare loop p50 {pct(base, .5):.1f}, p99 {pct(base, .99):.1f}); {len(lat)}/{len(sent)} delivered")
         await recv.stop()
     return results
@@ -537,7 +553,8 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
     if want("pipeline"):
         results.update(await pipeline(50_000 if quick else n, log, tmp))
     if want("latency"):
-        results.update(await latency([100, 1000], 5.0 if quick else 20.0, log, tmp))
+        results.update(await latency([(100, "webhook"), (1000, "webhook"), (1000, "default")],
+                                     5.0 if quick else 20.0, log, tmp))
     if want("delivery"):
         results.update(await delivery(5_000 if quick else 20_000, log, tmp))
     if want("recording"):
