@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -201,9 +202,10 @@ async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Pa
         for rate, routing in runs:
             prefix = f"l{rate}{routing[0]}"
             env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url)
-            if LATENCY_ROUTING[routing] is not None:
+            text = LATENCY_ROUTING[routing]
+            if text is not None:
                 route = tmp / f"routing-{routing}.toml"
-                route.write_text(LATENCY_ROUTING[routing], encoding="utf-8")
+                route.write_text(text, encoding="utf-8")
                 env["TOCSIN_ROUTING_FILE"] = str(route)
             w = Worker(env, tmp / f"{prefix}.log").start()
             await w.ready()
@@ -228,7 +230,10 @@ async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Pa
             while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             sent.clear()
+            broker_cpu: list[float] = []  # the broker's CPU, each second of the run
+            sampler = asyncio.ensure_future(sample_cpu(b.proc.pid if b.proc else None, broker_cpu))
             await offered(rate, seconds, send)
+            sampler.cancel()
             await p.flush()
             deadline = time.monotonic() + 60
             while sum(1 for k in sent if k in recv.arrivals) < len(sent) and time.monotonic() < deadline:
@@ -241,11 +246,38 @@ async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Pa
             suffix = "" if routing == "webhook" else f"_{routing}_routing"
             for q, name in ((0.5, "p50"), (0.99, "p99")):
                 results[f"latency_{rate}_per_s{suffix}_{name}"] = result(
-                    pct(lat, q), pct(base, q), "ms", delivered=len(lat), offered=len(sent), routing=routing)
+                    pct(lat, q), pct(base, q), "ms", delivered=len(lat), offered=len(sent), routing=routing,
+                    broker_cpu_pct_per_s=broker_cpu)
             log(f"latency @{rate}/s ({routing} routing): p50 {pct(lat, .5):.1f} ms, p99 {pct(lat, .99):.1f} ms "
-                f"(bare loop p50 {pct(base, .5):.1f}, p99 {pct(base, .99):.1f}); {len(lat)}/{len(sent)} delivered")
+                f"(bare loop p50 {pct(base, .5):.1f}, p99 {pct(base, .99):.1f}); {len(lat)}/{len(sent)} delivered; "
+                f"broker CPU each second: {', '.join(f'{c:.0f}' for c in broker_cpu)} %")
         await recv.stop()
     return results
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user + system) a process has used, from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def sample_cpu(pid: int | None, out: list[float]) -> None:
+    """Append a process's CPU use (% of one core) each second until cancelled. The embedded
+    broker's grows during a latency run: its fetches cost more as a partition fills (memory
+    storage; BENCHMARKS.md)."""
+    if pid is None:
+        return
+    last, t_last = cpu_seconds(pid), time.monotonic()
+    while last is not None:
+        await asyncio.sleep(1.0)
+        now, t_now = cpu_seconds(pid), time.monotonic()
+        if now is None:
+            return
+        out.append(round(100 * (now - last) / (t_now - t_last), 1))
+        last, t_last = now, t_now
 
 
 async def bare_latency(bootstrap: str, topic: str, recv: Receiver, rate: int, seconds: float) -> list[float]:
