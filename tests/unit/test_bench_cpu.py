@@ -36,11 +36,11 @@ async def test_sample_cpu_tells_a_busy_process_from_an_idle_one() -> None:
         hot: list[float] = []
         cold: list[float] = []
         tasks = [asyncio.ensure_future(sample_cpu(busy.pid, hot)), asyncio.ensure_future(sample_cpu(idle.pid, cold))]
-        await asyncio.sleep(2.3)
+        await asyncio.sleep(2.5)
         for t in tasks:
             t.cancel()
-        assert len(hot) == 2 and len(cold) == 2
-        assert min(hot) > 40 and max(cold) < 10
+        assert len(hot) >= 2 and len(cold) >= 2  # one sample a second
+        assert min(hot) > 20 and max(cold) < 10  # a spinning process, even on shared cores
     finally:
         busy.kill()
         idle.kill()
