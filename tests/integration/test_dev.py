@@ -21,6 +21,13 @@ from .harness import WorkerProcess
 pytestmark = pytest.mark.integration
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """Run in the child before exec: Ctrl-C's default action, whatever the test runner's. A
+    shell starting a job in the background (``cmd &``) has its children ignore SIGINT, and
+    Python then installs no KeyboardInterrupt handler: ``tocsin dev`` would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
     kafka, web = free_port(), free_port()
@@ -28,7 +35,7 @@ async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
                 "PYTHONUNBUFFERED": "1"})
     out = open(tmp_path / "dev.out", "wb")  # noqa: SIM115
     dev = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "dev"], cwd=tmp_path, env=env,
-                           stdout=out, stderr=subprocess.STDOUT)
+                           stdout=out, stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
         probe = WorkerProcess({**env}, tmp_path / "dev.out")
         probe.proc = dev
