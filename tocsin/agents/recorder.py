@@ -83,8 +83,8 @@ JSON_TABLES: dict[str, str] = {
 #: ``run_worker``). Inserts run in a thread that gives up Python's lock at each system call
 #: (clickhouse-connect's chdb backend writes the batch to a file and the engine reads it)
 #: and then waits for it, up to the switch interval, while the event loop runs Python: at
-#: the default 5 ms a 30 ms insert of 10,000 rows took 68 ms next to a busy loop, at
-#: 0.5 ms 35 ms. A thread-less worker never switches, whatever the interval.
+#: the default 5 ms a 30 ms insert of 10,000 rows took 66-69 ms next to a busy loop, at
+#: 0.5 ms 38-44 ms. A thread-less worker never switches, whatever the interval.
 SWITCH_INTERVAL_S = 0.0005
 
 _MIN_TS = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
