@@ -134,9 +134,3 @@ def register(rt: Runtime) -> None:
                 metrics.recorded_rows.labels("all").inc(recorder.rows_inserted - before)
         finally:
             pipeline.cancel()  # at shutdown: the batch under way is read again
-
-    @app.timer(interval=5.0)
-    async def _flush_idle() -> None:  # nothing pending normally: record_batch flushes each batch
-        r = holder.get("r")
-        if r is not None and r.pending and r.due():
-            await r.flush()

@@ -1,14 +1,16 @@
 """Batching topic messages into ClickHouse rows: the ``Recorder`` (no Faust in here).
 
-The record agent hands it the values of ``P.decisions``, ``P.attempts`` and ``P.lifecycle``
-and commits its offsets only after ``record_batch`` returned::
+One batch at a time (the rebuild from the topics, ``infra/clickhouse/ops.py``)::
 
     recorder = Recorder(store, batch_rows=settings.record_batch_rows,
                         batch_s=settings.record_batch_s)
     rejects = await recorder.record_batch([("decisions", value), ("attempts", value2)])
     # every row is now in ClickHouse; put each reject on a dead-letter topic, then commit
 
-or, event by event: ``add(kind, value)`` (returns a ``Reject`` for a malformed message),
+The record agent drives it through a ``Pipeline`` instead: the values of ``P.decisions``,
+``P.attempts`` and ``P.lifecycle`` of one batch are checked while the batch before is being
+inserted, and a batch's offsets are committed only once it is in ClickHouse. Or, event by
+event: ``add(kind, value)`` (returns a ``Reject`` for a malformed message),
 ``if recorder.due(): await recorder.flush()``.
 
 ClickHouse parses the messages itself: a message that passes a strict check in C
