@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import inspect
 import os
 import signal
 import subprocess
@@ -97,7 +98,7 @@ class HttpReceiver:
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
-        self.script: Callable[[Received, int], web.StreamResponse | int] = lambda req, n: 200
+        self.script: Callable[[Received, int], Any] = lambda req, n: 200  # a status, a response, or an awaitable of one
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self.event = asyncio.Event()
@@ -116,6 +117,8 @@ class HttpReceiver:
         self.requests.append(rec)
         self.event.set()
         out = self.script(rec, len(self.requests))
+        if inspect.isawaitable(out):  # a script that takes its time
+            out = await out
         if isinstance(out, int):
             return web.json_response({"ok": 200 <= out < 300}, status=out)
         return out

@@ -7,6 +7,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -165,13 +166,7 @@ async def test_sev1_overtakes_a_backlog_of_5000_sev3(stack: Stack, webhook: Http
     now = dt.datetime.now(dt.UTC)
 
     def command(i: int, severity: int) -> tuple[bytes, bytes]:
-        a = create_alert(type="storage_threshold", severity=severity, summary=f"s{severity} {i}",
-                         fingerprint=f"fs:{i}", event_timestamp=now)
-        key = f"{a.fingerprint}:0"
-        did = delivery_id_for(key, "webhook:default", "webhook:default")
-        cmd = DeliveryCommand(delivery_id=did, alert=a, dedupe_key=key, receiver="webhook:default",
-                              destination="webhook:default")
-        return did.encode(), dumps(cmd)
+        return webhook_command(i, severity, now)
 
     await produce(stack.bootstrap, stack.topic("deliveries.webhook"), [command(i, 3) for i in range(5000)])
     await webhook.wait_for(lambda r: len(r) >= 50)
@@ -183,6 +178,58 @@ async def test_sev1_overtakes_a_backlog_of_5000_sev3(stack: Stack, webhook: Http
     print(f"\nSEV1 delivered {sev1.at - sent_at:.3f}s after produce, behind {sev3_before} SEV3 of 5000")
     assert sev1.at - sent_at < 1.0
     assert sev3_before < 5000
+
+
+def webhook_command(i: int, severity: int, now: dt.datetime) -> tuple[bytes, bytes]:
+    a = create_alert(type="storage_threshold", severity=severity, summary=f"s{severity} {i}",
+                     fingerprint=f"fs:{i}", event_timestamp=now)
+    key = f"{a.fingerprint}:0"
+    did = delivery_id_for(key, "webhook:default", "webhook:default")
+    cmd = DeliveryCommand(delivery_id=did, alert=a, dedupe_key=key, receiver="webhook:default",
+                          destination="webhook:default")
+    return did.encode(), dumps(cmd)
+
+
+async def test_a_small_read_ahead_reads_in_steps_and_reports_the_lag(stack: Stack, webhook: HttpReceiver) -> None:
+    """A read-ahead smaller than a read batch still reads (a few at a time), and the commands
+    not read yet show as the topic's lag on /metrics until they are."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def slow(req: object, n: int) -> int:  # noqa: ARG001 - the script's shape
+        await asyncio.sleep(0.05)
+        return 200
+
+    webhook.script = slow
+    w = await stack.start_worker(TOCSIN_WEBHOOK_DEFAULT_URL=webhook.url, TOCSIN_DELIVERY_READ_AHEAD="5",
+                                 TOCSIN_DELIVERY_CONCURRENCY="2")
+    topic = stack.topic("deliveries.webhook")
+
+    async def lag() -> float | None:
+        async with aiohttp.ClientSession() as s, s.get(f"{w.url}/metrics") as r:
+            text = await r.text()
+        for fam in text_string_to_metric_families(text):
+            for smp in fam.samples:
+                if smp.name == "tocsin_consumer_lag" and smp.labels.get("topic") == topic:
+                    return smp.value
+        return None
+
+    n = 300  # 2 at a time, 50 ms each: about 7 s
+    now = dt.datetime.now(dt.UTC)
+    await produce(stack.bootstrap, topic, [webhook_command(i, 3, now) for i in range(n)])
+    seen: list[float | None] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(v and v > 0 for v in seen):
+        seen.append(await lag())
+        await asyncio.sleep(0.5)
+    assert any(v and v > 0 for v in seen), seen  # the unread commands are the topic's lag
+    reqs = await webhook.wait_for(lambda r: len(r) >= n, timeout=60)
+    assert len({r.body["delivery_id"] for r in reqs}) == n
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and await lag() != 0:
+        await asyncio.sleep(0.5)
+    assert await lag() == 0
+    await asyncio.sleep(0.5)
+    assert len(webhook.requests) == n  # each once
 
 
 async def test_dlq_list_and_redrive(stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:

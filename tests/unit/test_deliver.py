@@ -178,3 +178,73 @@ async def test_outbox_tells_a_persistent_store_how_far_its_changelog_is() -> Non
     await asyncio.sleep(0.01)
     ((tp, offset),) = store.persisted.items()
     assert (tp.topic, tp.partition, offset) == ("p-deliveries-changelog", 1, 102)  # 100 + 3 - 1
+
+
+# ---------------------------------------------------------------- revocation, copies, stops
+
+
+def queued(tp: str, n: int) -> SimpleNamespace:
+    return SimpleNamespace(tp=tp, name=f"{tp}{n}")
+
+
+async def test_drop_takes_the_queued_commands_of_revoked_partitions_out() -> None:
+    d = dispatcher()
+    for i, (tp, prio) in enumerate([("a", 3), ("b", 2), ("a", 1), ("c", 3), ("b", 3)]):
+        ev = queued(tp, i)
+        d.note_read(SimpleNamespace(message=SimpleNamespace(tp=tp, offset=i)))
+        await d.submit(prio, ev)
+    dropped = d.drop({"a", "b"})
+    assert sorted(ev.name for ev in dropped) == ["a0", "a2", "b1", "b4"]
+    assert d.space.value == 100 - 1  # their room is free again
+    assert set(d.read_offsets) == {"c"}  # no lag counted for partitions no longer read
+    assert (await d.take()).name == "c3"
+    await d.submit(1, queued("d", 5))
+    assert [ev.name for ev in d.drop()] == ["d5"] and not d.heap
+
+
+def command_bytes(delivery_id: str) -> bytes:
+    from tocsin.schemas import DeliveryCommand, create_alert, dumps
+
+    alert = create_alert("db_write_fail", 2, "x", fingerprint="db:1")
+    return dumps(DeliveryCommand(delivery_id=delivery_id, alert=alert, dedupe_key="db:1:5",
+                                 receiver="webhook:default", destination="webhook:default"))
+
+
+async def test_two_copies_of_one_command_are_handled_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tocsin.agents import deliver
+
+    log: list[tuple[str, str]] = []
+
+    async def handle(rt: Any, limits: Any, cmd: Any, event: Any) -> None:
+        log.append(("start", event.name))
+        await asyncio.sleep(0.02)
+        log.append(("end", event.name))
+
+    monkeypatch.setattr(deliver, "handle", handle)
+    d = dispatcher()
+    first, copy, other = (SimpleNamespace(value=command_bytes(i), name=n)
+                          for i, n in (("d1", "first"), ("d1", "copy"), ("d2", "other")))
+    await asyncio.gather(d.process(first), d.process(copy), d.process(other))
+    assert log.index(("end", "first")) < log.index(("start", "copy"))  # the copy waited
+    assert log.index(("start", "other")) < log.index(("end", "first"))  # another command did not
+    assert not d.busy
+
+
+async def test_a_sender_stopped_mid_command_leaves_it_unacknowledged(monkeypatch: pytest.MonkeyPatch) -> None:
+    acked: list[Any] = []
+    d = dispatcher()
+    d.outbox = SimpleNamespace(ack_after=acked.append)  # type: ignore[assignment]
+    started = asyncio.Event()
+
+    async def process(event: Any) -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(d, "process", process)
+    d.start()
+    await d.submit(2, "x")
+    await asyncio.wait_for(started.wait(), 1)
+    await d.stop()
+    await asyncio.sleep(0)
+    assert acked == []  # read again by the partition's next owner, not committed as done
+    assert d.space.value == 100

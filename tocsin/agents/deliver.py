@@ -1,9 +1,11 @@
 """The delivery agents: one per channel, consuming ``P.deliveries.<channel>``.
 
-Each agent reads commands into a priority queue (SEV1 first, then arrival order) served by
-a pool of senders; an event is acknowledged (its offset committable) only once its command
-was handled: delivered, scheduled for retry, or dead-lettered. So a crash re-reads what was
-in flight, and the delivery table (keyed by delivery_id) recognises what was already sent.
+One reader (``DeliveryReader``, a plain aiokafka consumer in step with Faust's group:
+reader.py) reads every channel's commands into that channel's priority queue (SEV1 first,
+then arrival order), served by a pool of senders; a command is acknowledged (its offset
+committable) only once it was handled: delivered, scheduled for retry, or dead-lettered. So a
+crash re-reads what was in flight, and the delivery table (keyed by delivery_id) recognises
+what was already sent; two copies of one command are never sent at once.
 
 Per command: duplicate? → skip; rate limit or open circuit → defer through the retry topic;
 send → one DeliveryAttempt; failure → retry at ``not_before`` through ``P.deliveries.retry``,
@@ -24,9 +26,11 @@ import logging
 import time
 import uuid
 import weakref
+from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP
@@ -45,6 +49,7 @@ from ..streams.app import Runtime
 from .batches import BatchSender, Outgoing
 from .channels.base import DeliveryResult, redact
 from .common import decode, keep_bad
+from .reader import PartitionReader, Track
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,6 @@ log = logging.getLogger(__name__)
 INTERNAL = {"internal": True}
 READ_BATCH = 500
 MAX_YIELD_S = 0.5
-READ_WITHIN_S = 0.002
 SENT = "sent"
 DEAD = "dead"
 DELIVERY_FAILED = "alert_delivery_failed"
@@ -76,6 +80,8 @@ class Room:
     def __init__(self, size: int) -> None:
         self.value = size
         self._freed = asyncio.Event()
+        #: called on every release (the reader waits for room to fetch again)
+        self.on_release: Callable[[], None] | None = None
 
     async def acquire(self) -> None:
         while self.value <= 0:
@@ -86,6 +92,8 @@ class Room:
     def release(self) -> None:
         self.value += 1
         self._freed.set()
+        if self.on_release is not None:
+            self.on_release()
 
 
 def failure_alert(cmd: DeliveryCommand, error: str | None) -> AlertEvent:
@@ -260,6 +268,8 @@ class Dispatcher:
         self.outbox: Outbox = rt.extras["outbox"]
         self.queue_gauge = metrics.delivery_queue.labels(channel)
         self.workers: list[asyncio.Task[None]] = []
+        #: the delivery_ids being handled, each with the event set when it is done
+        self.busy: dict[str, asyncio.Event] = {}
         self.read = 0
         #: last offset read per partition, against the consumer's highwater: the read lag
         self.read_offsets: dict[Any, int] = {}
@@ -267,6 +277,8 @@ class Dispatcher:
         self._lag_at = 0.0
         #: set by the reader when it has read everything fetched so far
         self.caught_up = asyncio.Event()
+        #: a partition's end, as the reader's consumer last saw it (None: not known yet)
+        self.highwater: Callable[[Any], int | None] = lambda tp: None
 
     def note_read(self, event: Any) -> None:
         self.read += 1
@@ -276,11 +288,10 @@ class Dispatcher:
         """Commands on the broker not yet read (cached for a few ms)."""
         now = time.monotonic()
         if now - self._lag_at > 0.005:
-            consumer = self.rt.app.consumer
             total = 0
             for tp, offset in self.read_offsets.items():
                 try:
-                    hw = consumer.highwater(tp)
+                    hw = self.highwater(tp)
                 except Exception:  # not known yet
                     hw = None
                 if hw:
@@ -297,6 +308,23 @@ class Dispatcher:
         for w in self.workers:
             w.cancel()
         self.workers.clear()
+
+    def drop(self, tps: Collection[Any] | None = None) -> list[Any]:
+        """Take the queued (not yet started) commands of partitions ``tps`` (default: all) out
+        of the queue: they stay unacknowledged, and the partitions' next owner reads them again."""
+        kept: list[tuple[int, int, Any]] = []
+        dropped: list[tuple[int, int, Any]] = []
+        for entry in self.heap:
+            (dropped if tps is None or entry[2].tp in tps else kept).append(entry)
+        if dropped:
+            heapq.heapify(kept)
+            self.heap = kept
+            for _ in dropped:
+                self.space.release()
+            self.queue_gauge.set(len(self.heap))
+        for tp in list(self.read_offsets) if tps is None else tps:
+            self.read_offsets.pop(tp, None)
+        return [entry[2] for entry in dropped]
 
     async def submit(self, prio: int, event: Any) -> None:
         await self.space.acquire()
@@ -341,9 +369,11 @@ class Dispatcher:
             event = await self.take()
             try:
                 await self.process(event)
-            finally:
+            except BaseException:  # cancelled (a stop): unacknowledged, so it is read again
                 self.space.release()
-                self.outbox.ack_after(event)
+                raise
+            self.space.release()
+            self.outbox.ack_after(event)
 
     async def process(self, event: Any) -> None:
         """Decode and handle one command; a malformed one is kept on the DLQ, and no error
@@ -353,6 +383,12 @@ class Dispatcher:
         except (ValidationError, TypeError, ValueError) as exc:
             await keep_bad(self.rt, event, f"invalid delivery command: {exc}")
             return
+        # two copies of one command (a replay, or alerts read again after a crash, emit the
+        # same delivery_id) are handled one after the other: the second one sees the first
+        # one's table write and is skipped, never sent alongside it
+        while (other := self.busy.get(cmd.delivery_id)) is not None:
+            await other.wait()
+        done = self.busy[cmd.delivery_id] = asyncio.Event()
         try:
             await handle(self.rt, self.limits, cmd, event)
         except Exception:
@@ -361,6 +397,9 @@ class Dispatcher:
                 await dead_letter(self.rt, cmd, "internal error while delivering")
             except Exception:
                 log.exception("could not dead-letter %s", cmd.delivery_id)
+        finally:
+            del self.busy[cmd.delivery_id]
+            done.set()
 
 
 def attempt_record(cmd: DeliveryCommand, status: AttemptStatus, started: dt.datetime,
@@ -508,6 +547,123 @@ def channel_secrets(channel: Any) -> list[str]:
     return list(fn()) if callable(fn) else []
 
 
+class Command:
+    """A read delivery command: the part of a Faust event the senders, the outbox, the table
+    store and ``keep_bad`` use (its own ``message``); ``ack`` marks it done in its partition's
+    ``Track``."""
+
+    __slots__ = ("value", "key", "topic", "partition", "offset", "tp", "track", "__weakref__")
+
+    def __init__(self, msg: Any, tp: TP, track: Track) -> None:
+        self.value, self.key, self.offset = msg.value, msg.key, msg.offset
+        self.topic, self.partition, self.tp = tp.topic, tp.partition, tp
+        self.track = track
+        track.add(msg.offset)
+
+    @property
+    def message(self) -> Command:
+        return self
+
+    def ack(self) -> bool:
+        self.track.ack(self.offset)
+        return True
+
+
+class DeliveryReader(PartitionReader):
+    """Reads this worker's partitions of every delivery topic into their channels' queues
+    (reader.py). A channel whose queue has no room for another fetch is paused; an offset is
+    committed once every command up to it was handled (``Track``). Before a revocation, the
+    queued commands of the partitions are dropped (their next owner reads them again) and the
+    ones being sent are waited for (up to a delivery's timeout), so that their table writes
+    reach the changelog before the next owner recovers it."""
+
+    batch = READ_BATCH
+
+    def __init__(self, rt: Runtime, dispatchers: dict[str, Dispatcher]) -> None:
+        super().__init__(rt, tuple(dispatchers), "deliver")
+        self.dispatchers = dispatchers  # by topic
+        self.tracks: dict[TopicPartition, Track] = {}
+        self.room = asyncio.Event()
+        for d in dispatchers.values():
+            d.highwater = self.highwater
+            d.space.on_release = self.room.set
+
+    async def started(self) -> None:
+        for d in self.dispatchers.values():
+            d.start()
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.consumer.highwater(TopicPartition(tp.topic, tp.partition)) if self.consumer else None
+
+    def reset(self) -> None:
+        self.give_up(None)
+        self.tracks = {}
+
+    def give_up(self, tps: Collection[Any] | None) -> None:
+        """Drop the queued commands of ``tps`` (default: all), unacknowledged."""
+        for d in self.dispatchers.values():
+            for ev in d.drop(tps):
+                ev.track.dropped += 1
+
+    async def fetch(self) -> dict[TopicPartition, list[Any]]:
+        """A fetch for the channels with room for it; the others' partitions wait paused."""
+        consumer = self.consumer
+        least = min(READ_BATCH, self.rt.settings.delivery_read_ahead)
+        full = {topic for topic, d in self.dispatchers.items() if d.space.value < least}
+        paused = consumer.paused()
+        pause = [tp for tp in self.assigned if tp.topic in full and tp not in paused]
+        resume = [tp for tp in paused if tp.topic not in full]
+        if pause:
+            consumer.pause(*pause)
+        if resume:
+            consumer.resume(*resume)
+        if len(full) == len(self.dispatchers):
+            self.room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.room.wait(), 0.1)
+            return {}
+        room = min(d.space.value for topic, d in self.dispatchers.items() if topic not in full)
+        return await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, room))
+
+    async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, msgs in batch.items():
+            dispatcher = self.dispatchers[tp.topic]
+            track = self.tracks.get(tp)
+            if track is None:
+                track = self.tracks[tp] = Track()
+            ftp = TP(tp.topic, tp.partition)
+            for msg in msgs:
+                event = Command(msg, ftp, track)
+                # only the priority now: the sender decodes (and validates) the command
+                try:
+                    prio = priority(decode(msg.value))
+                except ValueError:  # not JSON
+                    prio = 0
+                dispatcher.note_read(event)
+                await dispatcher.submit(prio, event)  # never waits: fetched only with room
+
+    async def step(self) -> None:
+        await super().step()
+        if not self.stale:
+            for d in self.dispatchers.values():
+                if d.lag() == 0:
+                    d.caught_up.set()
+
+    async def commit(self) -> None:
+        self.last_commit = time.monotonic()
+        await self.commit_offsets({tp: t.committable() for tp, t in self.tracks.items() if t.committable() >= 0})
+
+    async def settle(self) -> None:
+        self.give_up(None)
+        deadline = time.monotonic() + self.rt.settings.delivery_timeout_s * 1.5 + 1.0
+        while any(t.in_flight() > 0 for t in self.tracks.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        left = sum(max(0, t.in_flight()) for t in self.tracks.values())
+        if left:
+            log.warning("deliver reader: %d commands still being sent at the revocation; their next owner "
+                        "reads them again", left)
+
+
 def register(rt: Runtime) -> None:
     from ..schemas.codec import dumps
 
@@ -518,42 +674,19 @@ def register(rt: Runtime) -> None:
     dispatchers: dict[str, Dispatcher] = {}
     rt.extras["dispatchers"] = dispatchers
 
-    def make_agent(channel: str) -> None:
-        # raw bytes in: a message that is not a command is kept on the DLQ, never crashes the agent
-        topic = app.topic(rt.topics.deliveries[channel].get_topic_name(), key_serializer="raw",
-                          value_serializer="raw", partitions=rt.settings.partitions)
-        dispatcher = dispatchers[channel] = Dispatcher(rt, channel, limits)
-
-        async def deliver(stream: Any) -> None:
-            dispatcher.start()
-            # batches for a fast read-ahead (SEV1 can only overtake what was read); take_events
-            # acks each batch when it moves on, so every message gets one more reference here,
-            # released by the sender once its command was handled: offsets stay uncommitted
-            # until then.
-            async for events in stream.take_events(READ_BATCH, within=READ_WITHIN_S):
-                for event in events:
-                    event.message.incref()
-                    await read_one(event)
-                if dispatcher.lag() == 0:
-                    dispatcher.caught_up.set()
-
-        async def read_one(event: Any) -> None:
-            # only the priority now: the sender decodes (and validates) the command
-            try:
-                prio = priority(decode(event.value))
-            except ValueError:  # not JSON
-                prio = 0
-            dispatcher.note_read(event)
-            await dispatcher.submit(prio, event)
-
-        deliver.__name__ = f"deliver_{channel}"
-        app.agent(topic, name=f"{rt.settings.topic_prefix}.deliver.{channel}", concurrency=1)(deliver)
-
-    for channel in rt.topics.deliveries:
-        make_agent(channel)
+    by_topic: dict[str, Dispatcher] = {}
+    for channel, channel_topic in rt.topics.deliveries.items():
+        name = channel_topic.get_topic_name()
+        dispatchers[channel] = by_topic[name] = Dispatcher(rt, channel, limits)
+    reader = DeliveryReader(rt, by_topic)
+    rt.extras["deliver_reader"] = reader
+    reader.follow({f"{rt.settings.topic_prefix}.deliver.{channel}": (name,)
+                   for channel, name in zip(dispatchers, by_topic, strict=True)})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(sender: Any, **kw: Any) -> None:  # pragma: no cover - shutdown path
+        # the commands being sent are finished and committed; the queued ones are read again
+        await reader.close()
         for d in dispatchers.values():
             await d.stop()
         for ch in rt.channels.values():

@@ -5,18 +5,13 @@ re-keyed because their key or partition was not their fingerprint's). Every reje
 goes to ``P.alerts.invalid`` with its raw bytes, where it came from and the errors; no
 exception leaves the loop.
 
-Shaped for throughput. Faust's consumer hands records to a stream one at a time, with a
-task per record (``Consumer._drain_messages``); that capped a pass-through agent near 6,000
-events/s here. So the hot topics are read by a plain aiokafka consumer (``HotReader``) that
-follows Faust's group: Faust still owns the subscription, the assignment (the alert topics
-are co-partitioned with the throttle table's changelog) and the table recovery; Faust's own
-fetch leaves these partitions paused, and the reader takes exactly the hot partitions this
-worker was assigned, from the group's committed offsets, once the table is recovered. It
-processes whole fetches, hands every output (and the table's changelog records, to the
-partition of the event's source) to the producer without awaiting each, and commits its
-offsets through Faust's consumer (same group, same generation) only after every send of
-the batch was acknowledged: at least once. On a revocation it finishes the batch under way,
-flushes and commits before Faust lets the partitions go.
+Shaped for throughput: the alert topics are read by a plain aiokafka consumer
+(``HotReader``, on ``reader.PartitionReader``) that follows Faust's group, not by Faust's
+stream. It processes whole fetches, hands every output (and the table's changelog records,
+to the partition of the event's source) to the producer without awaiting each, and commits
+its offsets only after every send of the batch was acknowledged: at least once. On a
+revocation it finishes the batch under way, flushes and commits before Faust lets the
+partitions go.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from faust.types import TP
 
 from ..decisions.routing import route
@@ -48,6 +43,7 @@ from ..streams import metrics
 from ..streams.app import Runtime
 from .batches import BatchSender, Outgoing
 from .batches import partition_for_text as partition_for
+from .reader import PartitionReader
 
 log = logging.getLogger(__name__)
 
@@ -170,85 +166,28 @@ class Throttle:
             self.invalid = 0
 
 
-class HotReader:
-    """Reads this worker's partitions of the alert topics with a plain aiokafka consumer, in
-    step with Faust's group (see the module's docstring)."""
+class HotReader(PartitionReader):
+    """Reads this worker's partitions of the alert topics (see the module's docstring): whole
+    fetches processed at once, every output handed to the producer without awaiting each,
+    the offsets committed once every send of them was acknowledged."""
+
+    batch = BATCH
 
     def __init__(self, rt: Runtime, throttle: Throttle, topics: tuple[str, ...]) -> None:
-        self.rt = rt
-        self.app = rt.app
+        super().__init__(rt, topics, "hot")
         self.throttle = throttle
-        self.topics = frozenset(topics)
-        s = rt.settings
-        self.commit_interval = s.commit_interval_s
-        self.consumer: Any = None  # made in run(), on the worker's loop
-        self.lock = asyncio.Lock()
-        self.assigned: frozenset[TopicPartition] = frozenset()
-        self.stale = True  # the assignment must be taken (again) from Faust's
         self.positions: dict[TopicPartition, int] = {}
-        self.committed: dict[TopicPartition, int] = {}
         self.unacked: list[tuple[str, int, int, asyncio.Future[Any]]] = []
         self.sender: Any = None
-        self.last_commit = time.monotonic()
 
-    def owned(self) -> frozenset[TopicPartition]:
-        return frozenset(TopicPartition(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
-                         if tp.topic in self.topics)
-
-    async def run(self) -> None:
-        s = self.rt.settings
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=self.app.conf.id, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=s.fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 << 20, client_id=f"{self.app.conf.id}-hot")
-        await self.consumer.start()
+    async def started(self) -> None:
         self.sender = BatchSender(self.app.producer._ensure_producer())  # type: ignore[attr-defined]  # noqa: SLF001
-        try:
-            while not self.app.should_stop:
-                try:
-                    await self.step()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # never let the reader die: take the assignment again
-                    log.exception("hot reader step failed; resuming from the committed offsets")
-                    self.stale = True
-                    await asyncio.sleep(0.5)
-        finally:
-            await self.stop()
 
-    async def step(self) -> None:
-        if self.stale:
-            if not self.rt.ready():
-                await asyncio.sleep(0.02)
-                return
-            async with self.lock:
-                if self.rt.ready():
-                    self.sync()
-            return
-        if not self.assigned:
-            await asyncio.sleep(0.05)
-            self.stale = self.stale or self.owned() != self.assigned
-            return
-        batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH)
-        async with self.lock:
-            if self.stale:  # revoked while fetching: the next owner reads these again
-                return
-            if batch:
-                await self.handle(batch)
-            if self.unacked and (time.monotonic() - self.last_commit >= self.commit_interval
-                                 or len(self.unacked) > 50_000):
-                await self.commit()
-
-    def sync(self) -> None:
-        """Take this worker's hot partitions from Faust's assignment; positions start at the
-        group's committed offsets (aiokafka fetches them for an assigned partition)."""
-        tps = self.owned()
-        self.consumer.assign(list(tps))
-        self.assigned = tps
+    def reset(self) -> None:
         self.positions.clear()
-        self.committed.clear()
-        self.stale = False
-        log.info("hot reader: %d partitions of %s", len(tps), ", ".join(sorted(self.topics)))
+
+    def commit_due(self) -> bool:
+        return bool(self.unacked) and (super().commit_due() or len(self.unacked) > 50_000)
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         throttle_ = self.throttle
@@ -292,93 +231,12 @@ class HotReader:
         data = self.throttle.table.table.data
         for partition, offset in persisted.items():
             data.set_persisted_offset(TP(self.throttle.changelog_name, partition), offset)
-        offsets = {TP(tp.topic, tp.partition): off for tp, off in self.positions.items()
-                   if off > self.committed.get(tp, -1)}
-        if not offsets:
-            return
-        # flushes Faust's producer (the changelog records) first; drops revoked partitions
-        await self.app.consumer._commit_offsets(offsets)  # type: ignore[attr-defined]  # noqa: SLF001
-        for tp, off in offsets.items():
-            self.committed[TopicPartition(tp.topic, tp.partition)] = off
-
-    async def on_revoked(self) -> None:
-        self.stale = True
-        if self.consumer is None:
-            return
-        async with self.lock:
-            try:
-                await self.commit()
-            finally:
-                self.consumer.assign([])
-                self.assigned = frozenset()
-                self.positions.clear()
-
-    async def stop(self) -> None:
-        try:
-            async with self.lock:
-                if self.assigned and not self.stale:
-                    await self.commit()
-        except Exception:
-            log.warning("hot reader: last commit at shutdown failed; the next owner reads again", exc_info=True)
-        finally:
-            if self.consumer is not None:
-                await self.consumer.stop()
-
-
-def _keep_paused(app: Any, topics: frozenset[str]) -> None:
-    """Faust's consumer never fetches the hot topics: they stay paused in it when recovery
-    resumes the rest (Faust still assigns them, with the table's partitions)."""
-    from faust.transport.consumer import Consumer
-
-    app._tocsin_hot_topics = topics
-    if getattr(Consumer, "_tocsin_original_resume", None) is None:
-        original = Consumer.resume_partitions
-
-        def resume_partitions(self: Any, tps: Any) -> None:
-            hot = getattr(self.app, "_tocsin_hot_topics", None)
-            original(self, [tp for tp in tps if tp.topic not in hot] if hot else tps)
-
-        Consumer._tocsin_original_resume = original  # type: ignore[attr-defined]
-        Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
-
-        # nor does its liveness check report them as a stream that never started
-        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-        verify = AIOKafkaConsumerThread.verify_event_path
-
-        def verify_event_path(self: Any, now: float, tp: Any) -> None:
-            hot = getattr(self.consumer.app, "_tocsin_hot_topics", None)
-            if hot and tp.topic in hot:
-                return None
-            return verify(self, now, tp)
-
-        AIOKafkaConsumerThread.verify_event_path = verify_event_path  # type: ignore[method-assign]
+        await self.commit_offsets(self.positions)
 
 
 def register(rt: Runtime) -> None:
-    app, s = rt.app, rt.settings
     throttle_ = Throttle(rt)
     hot = (throttle_.alerts_name, throttle_.keyed_name)
-    source = app.topic(*hot, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     reader = HotReader(rt, throttle_, hot)
     rt.extras["hot_reader"] = reader
-    _keep_paused(app, reader.topics)
-
-    # the agent keeps the subscription (and so the co-partitioned assignment); its stream
-    # receives nothing: the reader below processes these partitions
-    @app.agent(source, name=f"{s.topic_prefix}.throttle", concurrency=1)
-    async def throttle(stream: Any) -> None:
-        async for _ in stream.events():  # pragma: no cover - never fed
-            log.error("the throttle stream received an event the hot reader should have read")
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
-        await reader.on_revoked()
-
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def _rebalanced(sender: Any, **kw: Any) -> None:
-        reader.stale = True
-
-    @app.task
-    async def _hot() -> None:
-        await reader.run()
+    reader.follow({f"{rt.settings.topic_prefix}.throttle": hot})

@@ -174,7 +174,7 @@ def _roomier_producer_buffer(max_messages: int = 2000) -> None:
 def make_faust_app(s: Settings) -> faust.App:
     _fast_drain()
     _roomier_producer_buffer()
-    _tune_consumer(s.fetch_max_wait_ms)
+    _tune_consumer(s.background_fetch_max_wait_ms)
     _true_highwaters(s.kafka_bootstrap)
     store = "memory://" if s.table_store == "memory" else "rocksdb://"
     return faust.App(

@@ -44,6 +44,8 @@ def register(rt: Any) -> None:
                 continue
             done = read.get(tp)
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - ((done + 1) if done is not None else 0))
+        for reader in rt.extras.get("readers", ()):  # the alert and delivery topics (agents/reader.py)
+            lag.update(reader.lag())
         for topic, n in lag.items():
             metrics.consumer_lag.labels(topic).set(n)
         try:
