@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 2000
 WITHIN_S = 0.002
+#: longest the decisions and the throttle table's changelog records wait to be sent (HotReader)
+HOLD_S = 0.05
 
 
 class Throttle:
@@ -179,15 +181,21 @@ class HotReader(PartitionReader):
         self.positions: dict[TopicPartition, int] = {}
         self.unacked: list[tuple[str, int, int, asyncio.Future[Any]]] = []
         self.sender: Any = None
+        #: the decisions and the table's changelog records: off an alert's way to its receiver,
+        #: so held for up to HOLD_S and sent as fewer, larger record batches
+        self.background = frozenset({throttle.decisions_name, throttle.changelog_name})
+        self.held: Outgoing = []
+        self.held_since = 0.0
 
     async def started(self) -> None:
         self.sender = BatchSender(self.app.producer._ensure_producer())  # type: ignore[attr-defined]  # noqa: SLF001
 
     def reset(self) -> None:
         self.positions.clear()
+        self.held.clear()  # not sent: what made them is read again from the committed offsets
 
     def commit_due(self) -> bool:
-        return bool(self.unacked) and (super().commit_due() or len(self.unacked) > 50_000)
+        return bool(self.unacked or self.held) and (super().commit_due() or len(self.unacked) > 50_000)
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         throttle_ = self.throttle
@@ -201,8 +209,24 @@ class HotReader(PartitionReader):
             self.positions[tp] = msgs[-1].offset + 1
         metrics.events_in.inc(n)
         throttle_.flush_metrics()
+        background = self.background
+        urgent = [r for r in out if r[0] not in background]
+        if len(urgent) < len(out):
+            if not self.held:
+                self.held_since = time.monotonic()
+            self.held.extend(r for r in out if r[0] in background)
+        await self.send(urgent)
+        await self.release_held()
+
+    async def release_held(self, now: bool = False) -> None:
+        """Send the held records once the oldest is HOLD_S old (or ``now``)."""
+        if self.held and (now or time.monotonic() - self.held_since >= HOLD_S or len(self.held) > BATCH * 4):
+            held, self.held = self.held, []
+            await self.send(held)
+
+    async def send(self, out: Outgoing) -> None:
         delay = 0.1
-        while True:
+        while out:
             try:
                 self.unacked.extend(await self.sender.send(out))
                 break
@@ -211,9 +235,16 @@ class HotReader(PartitionReader):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def step(self) -> None:
+        await super().step()
+        if self.held and not self.stale:
+            async with self.lock:
+                await self.release_held()
+
     async def commit(self) -> None:
         """Commit what was processed once every send of it (and the table's changelog) is
         acknowledged; a failed send means reading again from the last commit."""
+        await self.release_held(now=True)
         unacked, self.unacked = self.unacked, []
         self.last_commit = time.monotonic()
         results = await asyncio.gather(*(f for *_, f in unacked), return_exceptions=True)

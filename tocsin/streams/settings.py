@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     broker_rebalance_timeout_s: float = 6.0
     commit_interval_s: float = 1.0
     #: the readers of the alert and delivery topics: every alert's way to its receiver
-    fetch_max_wait_ms: int = Field(default=20, ge=1, le=5000)
+    fetch_max_wait_ms: int = Field(default=10, ge=1, le=5000)
     #: Faust's own consumer (decisions, lifecycle, retries, the status table): none is on an
     #: alert's way to its receiver, and the embedded broker's fetches cost more the longer a
     #: partition is, so these wait longer (BENCHMARKS.md)
