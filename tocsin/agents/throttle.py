@@ -209,12 +209,11 @@ class HotReader(PartitionReader):
             self.positions[tp] = msgs[-1].offset + 1
         metrics.events_in.inc(n)
         throttle_.flush_metrics()
-        background = self.background
-        urgent = [r for r in out if r[0] not in background]
-        if len(urgent) < len(out):
-            if not self.held:
-                self.held_since = time.monotonic()
-            self.held.extend(r for r in out if r[0] in background)
+        background, held, urgent = self.background, self.held, []
+        if not held:
+            self.held_since = time.monotonic()
+        for record in out:
+            (held if record[0] in background else urgent).append(record)
         await self.send(urgent)
         await self.release_held()
 
