@@ -60,3 +60,38 @@ async def test_workers_split_partitions_and_take_over_state(stack: Stack, webhoo
     repeats = len(webhook.requests) - FPS
     print(f"\nwebhook POSTs: {len(webhook.requests)} for {FPS} fingerprints ({repeats} repeated)")
     assert repeats == 0
+
+
+async def test_rebalances_mid_delivery_neither_lose_nor_repeat_a_notification(stack: Stack,
+                                                                              webhook: HttpReceiver) -> None:
+    """Commands queued and in flight when a worker joins, and when one leaves: the queued ones
+    are read again by their partitions' next owner, the ones being sent are finished and
+    committed first, and the delivery table tells the next owner what was sent."""
+    async def slow(req: object, n: int) -> int:  # noqa: ARG001 - the script's shape
+        await asyncio.sleep(0.2)
+        return 200
+
+    webhook.script = slow
+    n = 300  # two workers, two sends each at a time, 0.2 s a send: about 15 s of delivering
+    env = {"TOCSIN_WEBHOOK_DEFAULT_URL": webhook.url, "TOCSIN_PARTITIONS": "6", "TOCSIN_DELIVERY_CONCURRENCY": "2"}
+    w1 = await stack.start_worker(**env)
+    await stack.start_worker(**env)
+    await produce(stack.bootstrap, stack.topic("alerts"), [
+        alert_bytes(type="position_limit_hit", severity=2, summary=f"mid {i}", fingerprint=f"mid:{i}",
+                    event_timestamp=bucket_time(1)) for i in range(n)])
+    await webhook.wait_for(lambda r: len(r) >= 20, timeout=60)
+    before_join = len(webhook.requests)
+    w3 = stack.worker(**env).start()  # joins mid-delivery
+    await w3.wait_ready()
+    joined_at = len(webhook.requests)
+    await webhook.wait_for(lambda r: len(r) >= joined_at + 20, timeout=60)
+    left_at = len(webhook.requests)
+    await asyncio.to_thread(w1.stop)  # leaves mid-delivery (the webhook keeps answering meanwhile)
+    await webhook.wait_for(lambda r: len(per_fingerprint(webhook)) == n, timeout=120)
+    await asyncio.sleep(2.0)
+    ids = per_fingerprint(webhook)
+    print(f"\n{len(webhook.requests)} POSTs for {n} fingerprints; a worker joined after {before_join}"
+          f" and one left after {left_at}")
+    assert joined_at < n and left_at < n, "the deliveries were over before the rebalances"
+    assert len(ids) == n and all(len(v) == 1 for v in ids.values())
+    assert len(webhook.requests) == n  # none repeated
