@@ -577,8 +577,6 @@ class DeliveryReader(PartitionReader):
     ones being sent are waited for (up to a delivery's timeout), so that their table writes
     reach the changelog before the next owner recovers it."""
 
-    batch = READ_BATCH
-
     def __init__(self, rt: Runtime, dispatchers: dict[str, Dispatcher]) -> None:
         super().__init__(rt, tuple(dispatchers), "deliver")
         self.dispatchers = dispatchers  # by topic
@@ -672,14 +670,11 @@ def register(rt: Runtime) -> None:
     limits = Limits(rt)
     app = rt.app
     dispatchers: dict[str, Dispatcher] = {}
-    rt.extras["dispatchers"] = dispatchers
-
     by_topic: dict[str, Dispatcher] = {}
     for channel, channel_topic in rt.topics.deliveries.items():
         name = channel_topic.get_topic_name()
         dispatchers[channel] = by_topic[name] = Dispatcher(rt, channel, limits)
     reader = DeliveryReader(rt, by_topic)
-    rt.extras["deliver_reader"] = reader
     reader.follow({f"{rt.settings.topic_prefix}.deliver.{channel}": (name,)
                    for channel, name in zip(dispatchers, by_topic, strict=True)})
 

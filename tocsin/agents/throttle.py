@@ -48,7 +48,6 @@ from .reader import PartitionReader
 log = logging.getLogger(__name__)
 
 BATCH = 2000
-WITHIN_S = 0.002
 #: longest the decisions and the throttle table's changelog records wait to be sent (HotReader)
 HOLD_S = 0.05
 
@@ -209,7 +208,8 @@ class HotReader(PartitionReader):
             self.positions[tp] = msgs[-1].offset + 1
         metrics.events_in.inc(n)
         throttle_.flush_metrics()
-        background, held, urgent = self.background, self.held, []
+        background, held = self.background, self.held
+        urgent: Outgoing = []
         if not held:
             self.held_since = time.monotonic()
         for record in out:
@@ -268,5 +268,4 @@ def register(rt: Runtime) -> None:
     throttle_ = Throttle(rt)
     hot = (throttle_.alerts_name, throttle_.keyed_name)
     reader = HotReader(rt, throttle_, hot)
-    rt.extras["hot_reader"] = reader
     reader.follow({f"{rt.settings.topic_prefix}.throttle": hot})

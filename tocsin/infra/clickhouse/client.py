@@ -285,6 +285,11 @@ def _strip_literals(sql: str) -> str:
 # --------------------------------------------------------------------------- the store
 
 
+def _qualified(table: str) -> str:
+    """A table's name with its database (Tocsin's unless it names one)."""
+    return table if "." in table else f"{DATABASE}.{table}"
+
+
 def _columns(data: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> tuple[list[str], list[list[Any]]]:
     if isinstance(data, Mapping):
         names = list(data)
@@ -395,7 +400,7 @@ class Store:
         names, columns = _columns(data)
         if not names or not columns[0]:
             return 0
-        full = table if "." in table else f"{DATABASE}.{table}"
+        full = _qualified(table)
         self._insert(full, lambda: self._client.insert(full, columns, column_names=names, column_oriented=True,
                                                        settings=self._dedup_settings({}, dedup_token)))
         return len(columns[0])
@@ -414,7 +419,7 @@ class Store:
             return 0
         settings = self._dedup_settings(
             {**JSON_INSERT_SETTINGS, "max_insert_block_size": max(len(messages), 1_048_576)}, dedup_token)
-        full = table if "." in table else f"{DATABASE}.{table}"
+        full = _qualified(table)
         self._insert(full, lambda: self._client.raw_insert(full, insert_block=b"\n".join(messages),
                                                            fmt="JSONEachRow", settings=settings))
         return len(messages)
@@ -446,7 +451,7 @@ class Store:
             return False
 
     def truncate(self, table: str) -> None:
-        full = table if "." in table else f"{DATABASE}.{table}"
+        full = _qualified(table)
         self.command(f"TRUNCATE TABLE IF EXISTS {full}")
 
     # -- schema
