@@ -47,7 +47,9 @@ async def wait_count(env: dict[str, str], sql: str, want: int, timeout: float = 
 
 def recording_env(stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver, port: int) -> dict[str, str]:
     return {**stack.env, **delivery_env(webhook, smtp), "TOCSIN_RECORD_ENABLED": "true",
-            "TOCSIN_RECORD_BATCH_S": "0.2", "TOCSIN_WEB_PORT": str(port)}
+            "TOCSIN_RECORD_BATCH_S": "0.2", "TOCSIN_WEB_PORT": str(port),
+            # SQL through the worker needs a token (SECURITY.md); the CLI sends it
+            "TOCSIN_READ_TOKEN": "analyst-read-token"}
 
 
 FLOW = [  # (type, severity, fingerprint, count)

@@ -17,6 +17,7 @@ import faust
 from ..agents.channels import Channel, build_channels
 from ..decisions.routing import RoutingPolicy, load_policy
 from ..schemas import codec as _codec  # noqa: F401  (registers the "tocsin" codec)
+from . import webauth
 from .settings import Settings
 from .tables import Tables, make_tables
 from .topics import Topics, make_topics
@@ -201,6 +202,10 @@ def make_faust_app(s: Settings) -> faust.App:
         # the throttle hands whole record batches to the producer (agents/batches.py)
         producer_max_batch_size=256 * 1024,
         web_enabled=True,
+        # one access decision for every view, Faust's own included (webauth.py), and a bound
+        # on what a request body may be
+        web_application_options={"middlewares": [webauth.middleware(s)],
+                                 "client_max_size": s.web_max_body_bytes},
         web_port=s.web_port,
         web_bind=s.web_host,
         web_host=s.web_host,
@@ -214,6 +219,7 @@ def make_faust_app(s: Settings) -> faust.App:
 
 
 def build(settings: Settings, *, record: bool | None = None) -> Runtime:
+    webauth.check_exposure(settings)
     app = make_faust_app(settings)
     topics = make_topics(app, settings.topic_prefix, settings.partitions)
     tables = make_tables(app, settings.topic_prefix, settings.throttle_window_s,

@@ -28,8 +28,9 @@ def _held_by_worker(s: Settings) -> bool:
 def _worker_request(s: Settings, method: str, path: str, body: Any = None) -> httpx.Response:
     url = f"http://{s.web_host}:{s.web_port}{path}"
     headers = {}
-    if s.api_token is not None:
-        headers["Authorization"] = "Bearer " + s.api_token.get_secret_value()
+    token = s.api_token or s.read_token
+    if token is not None:
+        headers["Authorization"] = "Bearer " + token.get_secret_value()
     try:
         return httpx.request(method, url, json=body, headers=headers, timeout=120)
     except httpx.HTTPError as exc:
@@ -77,7 +78,7 @@ def _run_sql(s: Settings, text: str | None, name: str | None,
             except (ValueError, KeyError, FileNotFoundError) as exc:
                 raise TocsinError(str(exc)) from None
         else:
-            columns, rows = store.query_readonly(text or "")
+            columns, rows = store.query_readonly(text or "", s.sql_limits)
         return columns, [list(r) for r in rows]
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..infra.clickhouse.readonly import SqlLimits
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -51,7 +54,19 @@ class Settings(BaseSettings):
     file_channel_path: Path | None = None
     console_enabled: bool = True
 
+    #: bearer token for everything: writes, SQL, reads, Faust's own views (SECURITY.md)
     api_token: SecretStr | None = None
+    #: bearer token for reads only: the read API, the dashboard's data, analyst SQL
+    read_token: SecretStr | None = None
+    #: Host header values the web server answers besides loopback names (DNS rebinding), comma-separated
+    web_allowed_hosts: str = ""
+    #: largest request body the web server reads
+    web_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # analyst SQL (POST /api/sql, tocsin sql): limits the query cannot lift
+    sql_max_execution_s: int = Field(default=10, ge=1, le=3600)
+    sql_max_result_rows: int = Field(default=100_000, ge=1)
+    sql_max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    sql_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
 
     # Faust/Kafka timing (see README "Timeouts"): quick joins and restarts on small clusters.
     broker_session_timeout_s: float = 6.0
@@ -76,7 +91,7 @@ class Settings(BaseSettings):
     record_enabled: bool = True
 
     @field_validator("webhook_default_url", "slack_default_webhook", "telegram_bot_token",
-                     "smtp_password", "api_token", "webhook_default_secret", mode="before")
+                     "smtp_password", "api_token", "read_token", "webhook_default_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v
@@ -91,6 +106,14 @@ class Settings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def sql_limits(self) -> SqlLimits:
+        """What one analyst query may take (``TOCSIN_SQL_*``)."""
+        from ..infra.clickhouse.readonly import SqlLimits
+
+        return SqlLimits(self.sql_max_execution_s, self.sql_max_result_rows,
+                         self.sql_max_result_bytes, self.sql_max_memory_bytes)
 
     @property
     def file_path(self) -> Path:

@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from ...errors import ConfigError, ReadOnlyError, StoreError
+from ...errors import ConfigError, StoreError
+from .readonly import SqlLimits, guarded
 
 log = logging.getLogger(__name__)
 
 DATABASE = "tocsin"
 MIGRATIONS_DIR = Path(__file__).parent
 MIGRATION_RE = re.compile(r"^(\d{3})_[A-Za-z0-9_]+\.sql$")
-READONLY_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
-#: how a write statement would start (only for a clearer ReadOnlyError)
 _SETTING = "TOCSIN_CLICKHOUSE_URL"
 
 Columns = dict[str, list[Any]]
@@ -118,8 +117,12 @@ def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     """One short line saying what went wrong, with every secret replaced by ``***``."""
     text = str(exc) or type(exc).__name__
     low = text.lower()
+    code = _CODE_RE.search(text)
     if "connection refused" in low:
         line = "cannot connect (connection refused)"
+    elif code and code.group(1) != "159":
+        # ClickHouse said why (its message may echo the query, whose settings name timeouts)
+        line = _NOISE_RE.sub("", f"code {code.group(1)}: {code.group(2)}".strip().splitlines()[0]).strip()
     elif "timed out" in low or "timeout" in low:
         line = "timed out"
     elif "name or service not known" in low or "failed to resolve" in low or "nodename nor servname" in low:
@@ -259,29 +262,6 @@ def split_statements(sql: str) -> list[str]:
     return _scan(sql)[1]
 
 
-def check_readonly(sql: str) -> str:
-    """The single read-only statement in ``sql``, or ``ReadOnlyError`` saying why not."""
-    _, statements = _scan(sql)
-    if not statements:
-        raise ReadOnlyError("empty query")
-    if len(statements) > 1:
-        raise ReadOnlyError("one statement at a time, please")
-    stmt = statements[0]
-    first = re.match(r"[\s(]*([A-Za-z]+)", stmt)
-    keyword = first.group(1).upper() if first else ""
-    if keyword not in READONLY_KEYWORDS:
-        raise ReadOnlyError(
-            f"read-only: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed, not {keyword or stmt[:20]!r}"
-        )
-    if re.search(r"\bINTO\s+OUTFILE\b", _strip_literals(stmt), re.I):
-        raise ReadOnlyError("read-only: INTO OUTFILE is not allowed")
-    return stmt
-
-
-def _strip_literals(sql: str) -> str:
-    return re.sub(r"'(?:\\.|[^'\\])*'", "''", sql)
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -359,29 +339,33 @@ class Store:
         try:
             result = self._client.query(sql, parameters=dict(params) if params else None,
                                         settings=dict(settings) if settings else None)
+            # the rows are decoded here, inside the try: a stream the driver cannot read is a
+            # StoreError like any other failure
+            return list(result.column_names), [tuple(r) for r in result.result_rows]
         except StoreError:
             raise
         except Exception as exc:
             raise self._error(exc, "query") from None
-        return list(result.column_names), [tuple(r) for r in result.result_rows]
 
-    def query_readonly(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], Rows]:
-        """Like ``query`` for untrusted text (``tocsin sql``): one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN.
+    def query_readonly(self, sql: str, limits: SqlLimits | None = None) -> tuple[list[str], Rows]:
+        """Run untrusted text (``tocsin sql``, ``POST /api/sql``) as ``readonly.py`` says: one
+        statement that only reads Tocsin's tables, as ClickHouse's parser decides, at
+        ``readonly = 1`` with ``limits``; anything else raises ``ReadOnlyError`` with the reason."""
+        settings = self._readonly_settings(limits or SqlLimits())
+        return guarded(lambda text, params, s: self.query(text, params, settings=s), sql, settings)
 
-        Anything else is refused with ``ReadOnlyError`` before it reaches ClickHouse, and the
-        statement runs with ``readonly = 2`` where the connection may still change settings.
-        """
-        stmt = check_readonly(sql)
-        return self.query(stmt, params, settings=self._readonly_settings())
-
-    def _readonly_settings(self) -> dict[str, Any]:
+    def _readonly_settings(self, limits: SqlLimits) -> dict[str, Any]:
         try:
             current = self._client.server_settings.get("readonly")
         except Exception:
             current = None
-        if current is not None and getattr(current, "value", "0") != "0":
-            return {}  # the user is already read-only; setting it again would be refused
-        return {"readonly": 2}
+        level = str(getattr(current, "value", "0") or "0") if current is not None else "0"
+        if level == "1":
+            return {}  # the user is read-only already and may change no setting: its profile's limits
+        wanted = limits.settings()
+        if level == "2":
+            wanted.pop("readonly")  # may change settings but not this one
+        return wanted
 
     def insert(
         self,
@@ -648,7 +632,6 @@ __all__ = [
     "DataRefusedError",
     "Store",
     "Target",
-    "check_readonly",
     "describe_error",
     "migration_files",
     "open_store",
