@@ -484,7 +484,7 @@
         state.errors.action = "The API token was rejected (401). Enter a valid token and try again.";
         askToken(null);
       } else if (err instanceof ApiError && err.status === 403) {
-        state.errors.action = "Actions are disabled: this worker has no API token configured (403). Set TOCSIN_API_TOKEN on the worker.";
+        state.errors.action = `The worker refused to ${action} (403): ${err.message || "the API token is required"}`;
       } else {
         state.errors.action = describe(err, `Could not ${action} “${a.summary}”`);
       }
