@@ -61,3 +61,23 @@ async def test_pipeline_on_real_kafka_and_clickhouse(containers, tmp_path: Path,
     finally:
         for w in st.workers:
             w.stop()
+
+
+def test_analyst_sql_on_a_server_as_on_chdb(containers, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same refusals and limits on a ClickHouse server as test_sql_readonly.py on chdb."""
+    from tocsin.errors import ReadOnlyError, StoreError
+    from tocsin.infra.clickhouse.client import open_store
+    from tocsin.infra.clickhouse.readonly import SqlLimits
+
+    from .test_sql_readonly import REFUSED
+
+    _, ch_url = containers
+    with open_store(ch_url) as store:
+        store.migrate()
+        for sql, reason in REFUSED:
+            with pytest.raises(ReadOnlyError) as err:
+                store.query_readonly(sql.format(out=tmp_path / "out.tsv"))
+            assert reason in str(err.value), sql
+        assert store.query_readonly("SELECT count() AS n FROM tocsin.alerts")[0] == ["n"]
+        with pytest.raises(StoreError, match="code 396"):
+            store.query_readonly("SELECT number FROM numbers(5000)", SqlLimits(max_result_rows=1000))
