@@ -64,11 +64,14 @@ class PartitionReader:
                          if tp.topic in self.topics)
 
     async def run(self) -> None:
+        from ..infra.kafka import client_kwargs
+
         s = self.rt.settings
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap, group_id=self.app.conf.id, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=s.fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 << 20, client_id=f"{self.app.conf.id}-{self.name}")
+            max_partition_fetch_bytes=4 << 20, client_id=f"{self.app.conf.id}-{self.name}",
+            **client_kwargs(s))
         await self.consumer.start()
         await self.started()
         try:

@@ -53,9 +53,13 @@ def free_port() -> int:
 class EmbeddedBroker:
     """Start/stop a Tansu broker process. Use as a context manager."""
 
-    def __init__(self, bootstrap: str, log_path: Path | None = None) -> None:
+    def __init__(self, bootstrap: str, log_path: Path | None = None, advertised: str | None = None) -> None:
         self.host, self.port = parse_bootstrap(bootstrap)
         self.log_path = log_path
+        #: the address clients are told to use, when something stands between them and the
+        #: broker (a TLS-terminating proxy, a NAT); default: the listening address. The broker
+        #: itself speaks PLAINTEXT only.
+        self.advertised = "{}:{}".format(*parse_bootstrap(advertised)) if advertised else self.bootstrap
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,7 +80,7 @@ class EmbeddedBroker:
         self.proc = subprocess.Popen(
             [binary, "broker",
              "--listener-url", f"tcp://{bind}:{self.port}",
-             "--advertised-listener-url", f"tcp://{self.host}:{self.port}",
+             "--advertised-listener-url", f"tcp://{self.advertised}",
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=out, env=env, start_new_session=True,
         )

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import faust
 
 from ..agents.channels import Channel, build_channels
 from ..decisions.routing import RoutingPolicy, load_policy
+from ..infra.kafka import broker_credentials, client_kwargs
 from ..schemas import codec as _codec  # noqa: F401  (registers the "tocsin" codec)
 from . import webauth
 from .settings import Settings
@@ -50,7 +52,7 @@ class Runtime:
                     and self.extras.get("started"))
 
 
-def _true_highwaters(bootstrap: str) -> None:
+def _true_highwaters(bootstrap: str, security: Mapping[str, Any]) -> None:
     """The embedded broker (Tansu) answers ListOffsets(latest) with the end of a partition's
     last record batch's *first* record, so Faust's table recovery, which reads changelogs up
     to that "highwater", would stop short of the last batch (state lost on restart) and its
@@ -68,7 +70,7 @@ def _true_highwaters(bootstrap: str) -> None:
         listed = dict(await original(self, partitions))
         if self.consumer.in_transaction or not partitions:
             return listed
-        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
         try:
             await probe.start()
             tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
@@ -176,11 +178,13 @@ def make_faust_app(s: Settings) -> faust.App:
     _fast_drain()
     _roomier_producer_buffer()
     _tune_consumer(s.background_fetch_max_wait_ms)
-    _true_highwaters(s.kafka_bootstrap)
+    security = client_kwargs(s)  # TLS and SASL: the same for Faust's clients and ours
+    _true_highwaters(s.kafka_bootstrap, security)
     store = "memory://" if s.table_store == "memory" else "rocksdb://"
     return faust.App(
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(security),
         store=store,
         datadir=str((s.data_dir / "faust").resolve()),
         topic_partitions=s.partitions,

@@ -36,6 +36,15 @@ def settings_or_fail(**overrides: Any) -> Settings:
         raise  # unreachable
 
 
+def embedded_settings_or_fail() -> Settings:
+    """The settings for the embedded broker, which speaks PLAINTEXT only (no TLS, no SASL)."""
+    s = settings_or_fail()
+    if s.kafka_security_protocol != "PLAINTEXT":
+        fail(f"TOCSIN_KAFKA_SECURITY_PROTOCOL: the embedded broker speaks PLAINTEXT only, not "
+             f"{s.kafka_security_protocol}; unset it here, or run `tocsin worker` against your Kafka")
+    return s
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -57,17 +66,21 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     except TocsinError as exc:
         fail(str(exc))
     setup_logging(loglevel)
+    from ..infra.kafka import client_kwargs
+    from ..infra.redact import redact_url
     from .topics import ensure_topics
 
     try:
-        created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions))
+        created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions,
+                                            security=client_kwargs(settings)))
         if created:
             log.info("created %d topics with %d partitions", len(created), settings.partitions)
     except Exception as exc:  # the worker itself keeps trying to reach Kafka
         log.warning("could not create the topics up front (%s: %s); Faust declares them", type(exc).__name__, exc)
     enabled = ", ".join(rt.enabled)
-    log.info("worker for %s on %s, web on http://%s:%d, destinations: %s", settings.topic_prefix,
-             settings.kafka_bootstrap, settings.web_host, settings.web_port, enabled)
+    log.info("worker for %s on %s (%s), web on http://%s:%d, destinations: %s", settings.topic_prefix,
+             redact_url(settings.kafka_bootstrap), settings.kafka_security_protocol, settings.web_host,
+             settings.web_port, enabled)
     worker = Worker(rt.app, loglevel=loglevel, redirect_stdouts=False, quiet=True,
                     override_logging=False)
     worker.execute_from_commandline()
@@ -84,7 +97,7 @@ def broker() -> None:
     """Only the embedded broker (Tansu, memory storage) on TOCSIN_KAFKA_BOOTSTRAP."""
     from ..infra.broker import EmbeddedBroker
 
-    s = settings_or_fail()
+    s = embedded_settings_or_fail()
     try:
         b = EmbeddedBroker(s.kafka_bootstrap).start()
     except TocsinError as exc:
@@ -103,16 +116,17 @@ def broker() -> None:
 def dev(loglevel: str = typer.Option("info")) -> None:
     """Embedded broker + worker + web: what `make dev` runs. Ctrl-C stops all."""
     from ..infra.broker import EmbeddedBroker
+    from ..infra.redact import redact_url
 
     os.environ.setdefault("TOCSIN_FILE_CHANNEL_PATH", str(Path(".tocsin/notifications.jsonl").resolve()))
-    s = settings_or_fail()
+    s = embedded_settings_or_fail()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         b = EmbeddedBroker(s.kafka_bootstrap, log_path=s.data_dir / "broker.log").start()
     except TocsinError as exc:
         fail(str(exc))
     typer.echo(f"tocsin dev: broker {b.bootstrap}, dashboard http://{s.web_host}:{s.web_port}/, "
-               f"ClickHouse {s.clickhouse_dsn}, file channel {s.file_path}", err=True)
+               f"ClickHouse {redact_url(s.clickhouse_dsn)}, file channel {s.file_path}", err=True)
     env = dict(os.environ)
     proc = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "worker", "--loglevel", loglevel],
                             env=env)
@@ -190,9 +204,10 @@ def send(
     async def produce() -> tuple[int, int]:
         from aiokafka import AIOKafkaProducer
 
-        from ..infra.kafka import started
+        from ..infra.kafka import client_kwargs, started
 
-        p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", request_timeout_ms=10000)
+        p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", request_timeout_ms=10000,
+                             **client_kwargs(s))
         await started(p, s.kafka_bootstrap)
         try:
             md = await p.send_and_wait(f"{s.topic_prefix}.alerts", dumps(event), key=event.fingerprint.encode())

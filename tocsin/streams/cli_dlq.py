@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ..errors import TocsinError
+from ..infra.kafka import client_kwargs
 from .cli import cli, fail, settings_or_fail
 from .dlq import latest_by_delivery, read_dlq, redrive
 
@@ -27,7 +28,8 @@ def _load(progress_label: str):  # type: ignore[no-untyped-def]
         task = bar.add_task(progress_label, total=None)
         try:
             entries = asyncio.run(read_dlq(s.kafka_bootstrap, topic,
-                                           progress=lambda n, t: bar.update(task, completed=n, total=t)))
+                                           progress=lambda n, t: bar.update(task, completed=n, total=t),
+                                           security=client_kwargs(s)))
         except TocsinError as exc:
             fail(str(exc))
     return s, entries
@@ -90,7 +92,8 @@ def dlq_redrive(
         task = bar.add_task("redriving", total=len(commands))
         try:
             n = asyncio.run(redrive(s.kafka_bootstrap, s.topic_prefix, commands,  # type: ignore[arg-type]
-                                    progress=lambda i, t: bar.update(task, completed=i)))
+                                    progress=lambda i, t: bar.update(task, completed=i),
+                                    security=client_kwargs(s)))
         except TocsinError as exc:
             fail(str(exc))
     typer.echo(f"sent back {n} deliveries; each is delivered once (the delivery table skips any already sent)")

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import TocsinError
+from ..infra.kafka import client_kwargs
 from .cli import cli, fail, settings_or_fail
 from .replay import Bound, replay
 
@@ -29,7 +30,8 @@ def replay_cmd(
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("replay", total=None)
             summary = asyncio.run(replay(s.kafka_bootstrap, topic, start, end, to_topic, dry_run,
-                                         lambda done, total: bar.update(task, completed=done, total=total)))
+                                         lambda done, total: bar.update(task, completed=done, total=total),
+                                         security=client_kwargs(s)))
     except TocsinError as exc:
         fail(str(exc))
     verb = "would replay" if summary.dry_run else "replayed"

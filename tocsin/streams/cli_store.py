@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import StoreError, TocsinError
+from ..infra.kafka import client_kwargs
+from ..infra.redact import redact_url
 from .cli import cli, fail, settings_or_fail
 from .settings import Settings
 
@@ -37,7 +39,7 @@ def _worker_request(s: Settings, method: str, path: str, body: Any = None) -> ht
         raise TocsinError(
             f"the embedded store is held by another process, and no worker answers on "
             f"{s.web_host}:{s.web_port} ({type(exc).__name__}); start it, or stop what holds "
-            f"{s.clickhouse_dsn}") from None
+            f"{redact_url(s.clickhouse_dsn)}") from None
 
 
 def _remote_error(resp: httpx.Response) -> str:
@@ -162,7 +164,7 @@ def rebuild(yes: bool = typer.Option(False, "--yes", help="do not ask before emp
     """Rebuild the ClickHouse tables from P.decisions, P.attempts and P.lifecycle (progress)."""
     s = settings_or_fail()
     if _held_by_worker(s):
-        fail(f"the embedded store {s.clickhouse_dsn} is held by a running worker; stop it, then rebuild")
+        fail(f"the embedded store {redact_url(s.clickhouse_dsn)} is held by a running worker; stop it, then rebuild")
     if not yes and sys.stdin.isatty():
         typer.confirm("Empty tocsin.alerts, delivery_attempts and alert_lifecycle and rebuild them?", abort=True)
     from ..infra.clickhouse.client import open_store
@@ -176,7 +178,8 @@ def rebuild(yes: bool = typer.Option(False, "--yes", help="do not ask before emp
             store.migrate()
             task = bar.add_task("rebuild", total=None)
             counts = asyncio.run(do_rebuild(store, s.kafka_bootstrap, s.topic_prefix,
-                                            lambda done, total: bar.update(task, completed=done, total=total)))
+                                            lambda done, total: bar.update(task, completed=done, total=total),
+                                            security=client_kwargs(s)))
     except (TocsinError, StoreError) as exc:
         fail(str(exc))
     typer.echo(json.dumps(counts))

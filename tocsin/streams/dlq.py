@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,12 @@ class DlqEntry:
 
 
 async def read_dlq(bootstrap: str, topic: str, timeout_s: float = 10.0,
-                   progress: Callable[[int, int], None] | None = None) -> list[DlqEntry]:
-    """Every entry of the DLQ up to its end at the time of the call."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000)
+                   progress: Callable[[int, int], None] | None = None,
+                   *, security: Mapping[str, Any] | None = None) -> list[DlqEntry]:
+    """Every entry of the DLQ up to its end at the time of the call. ``security``:
+    ``infra.kafka.client_kwargs(settings)`` (TLS, SASL)."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000,
+                         **(security or {}))
     await started(c, bootstrap, timeout_s)
     try:
         tps = await topic_partitions(c, topic)
@@ -89,8 +92,10 @@ def redrive_command(cmd: DeliveryCommand) -> DeliveryCommand:
 
 
 async def redrive(bootstrap: str, prefix: str, commands: list[DeliveryCommand],
-                  progress: Callable[[int, int], None] | None = None) -> int:
-    p = await started(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5), bootstrap)
+                  progress: Callable[[int, int], None] | None = None,
+                  *, security: Mapping[str, Any] | None = None) -> int:
+    p = await started(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **(security or {})),
+                      bootstrap)
     try:
         futs = []
         for i, cmd in enumerate(commands, 1):

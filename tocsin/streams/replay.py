@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -58,10 +59,13 @@ async def _resolve(c: AIOKafkaConsumer, tps: list[TopicPartition], bound: Bound 
 
 
 async def replay(bootstrap: str, topic: str, start: Bound | None, end: Bound | None, to_topic: str | None,
-                 dry_run: bool, progress: Callable[[int, int], None] | None = None) -> ReplaySummary:
-    """Copy ``topic[start:end)`` (per partition) onto ``to_topic`` (default: the same topic)."""
+                 dry_run: bool, progress: Callable[[int, int], None] | None = None,
+                 *, security: Mapping[str, Any] | None = None) -> ReplaySummary:
+    """Copy ``topic[start:end)`` (per partition) onto ``to_topic`` (default: the same topic).
+    ``security``: ``infra.kafka.client_kwargs(settings)`` (TLS, SASL)."""
     target = to_topic or topic
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000)
+    sec = security or {}
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000, **sec)
     await started(c, bootstrap)
     p: AIOKafkaProducer | None = None
     try:
@@ -83,7 +87,7 @@ async def replay(bootstrap: str, topic: str, start: Bound | None, end: Bound | N
             if progress:
                 progress(total, total)
             return summary
-        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **sec)
         await p.start()
         todo = [tp for tp in tps if hi[tp] > lo[tp]]
         c.assign(todo)

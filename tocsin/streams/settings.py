@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigError
@@ -25,9 +25,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOCSIN_", extra="ignore", case_sensitive=False)
 
     kafka_bootstrap: str = DEFAULT_BOOTSTRAP
+    # Kafka transport security (infra/kafka.py client_kwargs, SECURITY.md)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
     topic_prefix: str = Field(default="tocsin", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     partitions: int = Field(default=4, ge=1, le=256, description="partitions of every Tocsin topic")
     clickhouse_url: str = ""
+    #: CA bundle for an https:// ClickHouse URL (else the system's), and whether to verify it
+    clickhouse_ca_cert: Path | None = None
+    clickhouse_verify: bool = True
     data_dir: Path = Path(".tocsin")
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
@@ -101,10 +114,37 @@ class Settings(BaseSettings):
     def _empty_str_is_unset(cls, v: object) -> object:
         return None if v == "" else v
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _kafka_upper(cls, v: object) -> object:
+        return (v.strip().upper() or None) if isinstance(v, str) else v
+
+    @field_validator("kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile",
+                     "kafka_ssl_keyfile", "kafka_ssl_key_password", "clickhouse_ca_cert", mode="before")
+    @classmethod
+    def _transport_empty_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _transport(self) -> Settings:
+        """What the Kafka protocol or the ClickHouse URL would ignore or cannot use fails here,
+        named (a ConfigError passes through pydantic as it is)."""
+        from ..infra.kafka import check_security
+
+        check_security(self)
+        if self.clickhouse_ca_cert is not None:
+            if not self.clickhouse_url.strip().lower().startswith("https://"):
+                raise ConfigError("TOCSIN_CLICKHOUSE_CA_CERT", "applies to an https:// TOCSIN_CLICKHOUSE_URL only")
+            if not self.clickhouse_ca_cert.is_file():
+                raise ConfigError("TOCSIN_CLICKHOUSE_CA_CERT", f"no such file: {self.clickhouse_ca_cert}")
+        return self
+
     @property
     def clickhouse_dsn(self) -> str:
         if self.clickhouse_url:
-            return self.clickhouse_url
+            from ..infra.clickhouse.client import with_tls_options
+
+            return with_tls_options(self.clickhouse_url, self.clickhouse_ca_cert, self.clickhouse_verify)
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 
     @property

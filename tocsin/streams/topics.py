@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -83,16 +85,19 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
     )
 
 
-async def ensure_topics(bootstrap: str, prefix: str, partitions: int, timeout_s: float = 15.0) -> list[str]:
+async def ensure_topics(bootstrap: str, prefix: str, partitions: int, timeout_s: float = 15.0,
+                        *, security: Mapping[str, Any] | None = None) -> list[str]:
     """Create every missing Tocsin topic with ``partitions`` partitions before the worker
     subscribes (a subscription to a missing topic may auto-create it with the broker's default
-    count). Existing topics are left alone. Returns the names created."""
+    count). Existing topics are left alone. Returns the names created. ``security``:
+    ``infra.kafka.client_kwargs(settings)``."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                **(security or {}))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())

@@ -60,8 +60,10 @@ def register(rt: Any) -> None:
 
         c = client.get("c")
         if c is None:
+            from ..infra.kafka import client_kwargs
+
             c = client["c"] = AIOKafkaConsumer(bootstrap_servers=rt.settings.kafka_bootstrap,
-                                               enable_auto_commit=False)
+                                               enable_auto_commit=False, **client_kwargs(rt.settings))
             await c.start()
         topic = rt.topics.dlq.get_topic_name()
         parts = c.partitions_for_topic(topic) or set()

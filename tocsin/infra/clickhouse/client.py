@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
 from ...errors import ConfigError, StoreError
 from .readonly import SqlLimits, guarded
@@ -59,17 +59,28 @@ class Target:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced by ``***`` (safe to log)."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<invalid ClickHouse URL>"
-    if parts.password is None:
-        return dsn
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc=netloc).geturl()
+    """The DSN with its password and secret query values replaced by ``***`` (safe to log)."""
+    from ..redact import redact_url
+
+    out = redact_url(dsn)
+    return "<invalid ClickHouse URL>" if out == "<invalid URL>" else out
+
+
+def with_tls_options(url: str, ca_cert: Path | None, verify: bool) -> str:
+    """``url`` carrying ``TOCSIN_CLICKHOUSE_CA_CERT`` / ``TOCSIN_CLICKHOUSE_VERIFY`` as its
+    ``ca_cert`` / ``verify`` options (clickhouse-connect's own URL option names), so that every
+    store opened from ``Settings.clickhouse_dsn`` connects the same way. The settings win over
+    the URL's own options; other URLs than https:// are returned as they are."""
+    if not url.strip().lower().startswith("https://") or (ca_cert is None and verify):
+        return url
+    parts = urlsplit(url.strip())
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not (k == "ca_cert" and ca_cert is not None) and not (k == "verify" and not verify)]
+    if ca_cert is not None:
+        pairs.append(("ca_cert", str(ca_cert.resolve())))
+    if not verify:
+        pairs.append(("verify", "false"))
+    return parts._replace(query=urlencode(pairs, safe="/")).geturl()
 
 
 def parse_dsn(dsn: str) -> Target:
@@ -586,24 +597,35 @@ def _open_chdb(target: Target) -> Any:
         return engine.client
 
 
+def http_client_kwargs(target: Target, connect_timeout: float = 10.0,
+                       send_receive_timeout: float = 300.0) -> dict[str, Any]:
+    """``clickhouse_connect.get_client``'s arguments for a server target: TLS for https://,
+    verified against the URL's ``ca_cert`` (``TOCSIN_CLICKHOUSE_CA_CERT``) or the system's CAs
+    unless ``verify`` is false (``TOCSIN_CLICKHOUSE_VERIFY``)."""
+    opts = dict(target.options)
+    kw: dict[str, Any] = dict(
+        host=target.host,
+        port=target.port,
+        username=target.username,
+        password=target.password,
+        secure=target.secure,
+        verify=opts.get("verify", "true").lower() not in ("0", "false", "no"),
+        database="default",
+        connect_timeout=connect_timeout,
+        send_receive_timeout=send_receive_timeout,
+        autogenerate_session_id=False,
+        tz_mode="aware",
+    )
+    if target.secure and opts.get("ca_cert"):
+        kw["ca_cert"] = opts["ca_cert"]
+    return kw
+
+
 def _open_http(target: Target, connect_timeout: float, send_receive_timeout: float) -> Any:
     import clickhouse_connect
 
-    opts = dict(target.options)
     try:
-        return clickhouse_connect.get_client(
-            host=target.host,
-            port=target.port,
-            username=target.username,
-            password=target.password,
-            secure=target.secure,
-            verify=opts.get("verify", "true").lower() not in ("0", "false", "no"),
-            database="default",
-            connect_timeout=connect_timeout,
-            send_receive_timeout=send_receive_timeout,
-            autogenerate_session_id=False,
-            tz_mode="aware",
-        )
+        return clickhouse_connect.get_client(**http_client_kwargs(target, connect_timeout, send_receive_timeout))
     except Exception as exc:
         line = describe_error(exc, [target.password])
         raise StoreError(f"ClickHouse at {target.redacted}: {line}") from None
@@ -633,9 +655,11 @@ __all__ = [
     "Store",
     "Target",
     "describe_error",
+    "http_client_kwargs",
     "migration_files",
     "open_store",
     "parse_dsn",
     "redact_dsn",
     "split_statements",
+    "with_tls_options",
 ]

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...agents.recorder import KINDS, Recorder
@@ -124,12 +124,14 @@ async def rebuild(
     batch_rows: int = 10_000,
     idle_timeout_s: float = 30.0,
     recorder: Recorder | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Empty the tables and record the three topics again, from the beginning to the end
     offsets captured at the start. ``progress_cb(done, total)`` is called after each batch.
 
     Returns ``{"decisions": n, "attempts": n, "lifecycle": n, "rejected": n}`` (messages
-    read per topic; ``rejected`` of them were malformed and not recorded).
+    read per topic; ``rejected`` of them were malformed and not recorded). ``security``:
+    ``infra.kafka.client_kwargs(settings)`` (TLS, SASL).
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -141,6 +143,7 @@ async def rebuild(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id=f"{prefix}-rebuild",
+        **(security or {}),
     )
     try:
         await consumer.start()
