@@ -4,6 +4,11 @@ HTTP channels (webhook, Slack, Telegram) against a real aiohttp server on 127.0.
 scripted per test; the email channel against a real aiosmtpd server. Every case checks
 ok / retryable / reason as DESIGN "Delivery" says, and that no secret (a URL path token,
 the webhook secret, the SMTP password) reaches a result, a repr or a log line.
+
+Over every channel (console and file too): a message it cannot build is a permanent
+``invalid_message`` failure that sends nothing and leaves the circuit breaker alone, and
+hostile alert text (line breaks, controls, escapes, bidi overrides, markup) is delivered, with
+no header taking a line break.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import io
 import json
 import logging
 import re
@@ -22,8 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tocsin.agents.channels.base import DeliveryResult
+from tocsin.agents.channels.base import ChannelBase, DeliveryResult
+from tocsin.agents.channels.console import ConsoleChannel
 from tocsin.agents.channels.email import EmailChannel
+from tocsin.agents.channels.file import FileChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import (
@@ -33,12 +41,30 @@ from tocsin.agents.channels.webhook import (
     transport_reason,
     verify,
 )
+from tocsin.decisions.limits import BreakerState, CircuitBreaker, breaker_outcome
 from tocsin.decisions.retry import Reason
+from tocsin.schemas.messages import DeliveryCommand
 
 try:
-    from .channel_peers import PEER_LOGGERS, HttpPeer, Reply, SmtpPeer, free_port, make_command
+    from .channel_peers import (
+        PEER_LOGGERS,
+        HttpPeer,
+        Reply,
+        SmtpPeer,
+        free_port,
+        make_command,
+        unbuildable,
+    )
 except ImportError:  # tests/ is not a package
-    from channel_peers import PEER_LOGGERS, HttpPeer, Reply, SmtpPeer, free_port, make_command
+    from channel_peers import (
+        PEER_LOGGERS,
+        HttpPeer,
+        Reply,
+        SmtpPeer,
+        free_port,
+        make_command,
+        unbuildable,
+    )
 
 pytestmark = pytest.mark.integration
 
@@ -563,3 +589,112 @@ async def test_email_hanging_server_times_out(logs: pytest.LogCaptureFixture) ->
         await server.wait_closed()
     assert_outcome(result, RETRY, Reason.TIMEOUT)
     assert_no_secrets(logs, result, ch)
+
+
+# ------------------------------------------------------------------ every channel: building
+
+
+ALL_CHANNELS = ("webhook", "slack", "telegram", "email", "console", "file")
+
+
+class Site:
+    """One channel and what its peer got: HTTP requests, SMTP messages, console lines, file lines."""
+
+    def __init__(self, kind: str, peer: HttpPeer, smtp: SmtpPeer, tmp: Path, sender: str = "tocsin@example.com") -> None:
+        self.kind = kind
+        self.peer, self.smtp, self.path, self.stream = peer, smtp, tmp / "out.jsonl", io.StringIO()
+        self.channel: ChannelBase
+        if kind in HTTP_CHANNELS:
+            self.channel = build(kind, peer.base_url)
+        elif kind == "email":
+            self.channel = EmailChannel("email:default", ["oncall@example.com"], "127.0.0.1", smtp.port, sender,
+                                        SMTP_USER, SMTP_PASSWORD, "false", 5.0)
+        elif kind == "console":
+            self.channel = ConsoleChannel(stream=self.stream)
+        else:
+            self.channel = FileChannel("file:default", self.path)
+
+    def got(self) -> list[Any]:
+        if self.kind in HTTP_CHANNELS:
+            return list(self.peer.received)
+        if self.kind == "email":
+            return list(self.smtp.handler.messages) + list(self.smtp.handler.envelopes)
+        if self.kind == "console":
+            return self.stream.getvalue().splitlines()
+        return self.path.read_text("utf-8").splitlines() if self.path.exists() else []
+
+
+def cannot_build(site: Site, cmd: DeliveryCommand) -> tuple[Site, DeliveryCommand]:
+    """A channel and a command it cannot build, as each channel can meet one: JSON channels a
+    summary no JSON carries; email a sender address with a line break (a header injection
+    through the setting); the console an alert with no event time (both skipped validation)."""
+    if site.kind == "email":
+        return Site("email", site.peer, site.smtp, site.path.parent, "tocsin@example.com\r\nBcc: x@evil.example"), cmd
+    if site.kind == "console":
+        return site, cmd.model_copy(update={"alert": cmd.alert.model_copy(update={"event_timestamp": None})})
+    return site, unbuildable(cmd)
+
+
+@pytest.fixture
+def smtp_site() -> Iterator[SmtpPeer]:
+    p = SmtpPeer(SMTP_USER, SMTP_PASSWORD).start()
+    yield p
+    p.stop()
+
+
+@pytest.mark.parametrize("kind", ALL_CHANNELS)
+async def test_a_message_a_channel_cannot_build_is_permanent_and_breaker_neutral(
+        kind: str, peer: HttpPeer, smtp_site: SmtpPeer, tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    site, cmd = cannot_build(Site(kind, peer, smtp_site, tmp_path), make_command(destination=f"{kind}:default"))
+    breaker = CircuitBreaker(failure_threshold=5)
+    try:
+        results = []
+        for _ in range(7):  # more than the threshold: none of them may open it
+            result = await site.channel.send(cmd)
+            results.append(result)
+            assert breaker.allow(0.0)
+            breaker.record(breaker_outcome(result.ok, result.retryable, result.reason), 0.0)
+    finally:
+        await site.channel.close()
+    for result in results:
+        assert_outcome(result, PERMANENT, Reason.INVALID_MESSAGE)
+        assert result.error and result.error.startswith("cannot build the message: ")
+        assert result.status_code is None
+    assert (breaker.state, breaker.failures) == (BreakerState.CLOSED, 0)
+    assert site.got() == [], "nothing that could not be built was sent"
+    assert_no_secrets(logs, *results, site.channel)
+
+
+HOSTILE_SUMMARY = ("line\none\r\ntwo\rthree\x0bfour\x0cfive\x1c\x1d\x1e\x85six\u2028seven\u2029eight "
+                   "\x1b[31mred\x07\x00\x7f\x9b \u202eevil\u2066 <!channel> @here <http://evil|click> "
+                   "<a href='http://evil'>x</a> & \U000e0041")
+
+
+@pytest.mark.parametrize("kind", ALL_CHANNELS)
+async def test_hostile_alert_text_is_delivered_by_every_channel(
+        kind: str, peer: HttpPeer, smtp_site: SmtpPeer, tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    site = Site(kind, peer, smtp_site, tmp_path)
+    cmd = make_command(summary=HOSTILE_SUMMARY, destination=f"{kind}:default")
+    cmd = cmd.model_copy(update={"delivery_id": "d1\r\nX-Injected: 1"})  # a hand-made command, say
+    try:
+        result = await site.channel.send(cmd)
+    finally:
+        await site.channel.close()
+    assert_outcome(result, OK, Reason.OK)
+    got = site.got()
+    if kind in HTTP_CHANNELS:
+        (req,) = got
+        json.loads(req.body)
+        assert "X-Injected" not in req.headers
+        assert all(not set(v) & set("\r\n\x00") for v in req.headers.values())
+        if kind == "webhook":
+            assert req.headers["Idempotency-Key"] == "d1 X-Injected: 1"
+    elif kind == "email":
+        msg = got[0]
+        assert msg["X-Injected"] is None
+        assert msg["Subject"].startswith("[SEV1] line one two three four five six seven eight [31mred")
+        assert len(msg["Subject"].splitlines()) == 1
+    else:
+        (line,) = got  # one line, whatever the summary held
+        assert "\x1b" not in line and "\u202e" not in line
+    assert_no_secrets(logs, result, site.channel)

@@ -1,4 +1,5 @@
-"""Channels without a network: the registry, Slack/Telegram rendering, redaction and the
+"""Channels without a network: the registry, Slack/Telegram rendering, mentions and the
+``allow_mentions`` routing option, what a result tells the circuit breaker, redaction and the
 webhook signature check (the receiver's recipe in SIGNING.md)."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from tocsin.agents.channels.slack import SlackChannel, escape
 from tocsin.agents.channels.slack import render as slack_render
 from tocsin.agents.channels.telegram import TEXT_MAX, TelegramChannel, render_text
 from tocsin.agents.channels.webhook import WebhookChannel, sign, url_secrets, verify
+from tocsin.decisions.limits import CircuitBreaker, breaker_outcome
+from tocsin.decisions.retry import Reason
 from tocsin.decisions.routing import parse_policy
 from tocsin.schemas.alert import create_alert
 from tocsin.schemas.messages import DeliveryCommand
@@ -288,3 +291,123 @@ def test_any_flipped_byte_fails(body: bytes, pos: int, flip: int) -> None:
     sig = sign("k", str(NOW), body)
     tampered = body[:pos] + bytes([body[pos] ^ flip]) + body[pos + 1 :]
     assert not verify("k", str(NOW), tampered, sig, NOW)
+
+
+# ---------------------------------------------------------------- mentions: the routing option
+
+
+MENTION_ROUTING = {
+    "receivers": {"slack:ops": {"allow_mentions": True}, "telegram:oncall": {"allow_mentions": True}},
+    "destinations": {"slack:ops": {"webhook_env": "OPS_SLACK"}, "slack:quiet": {"webhook_env": "OPS_SLACK"},
+                     "telegram:oncall": {"token_env": "TG_TOKEN", "chat_id_env": "TG_CHAT"}},
+}
+
+
+def test_allow_mentions_reaches_only_the_destinations_that_say_so() -> None:
+    policy = parse_policy(MENTION_ROUTING)
+    assert policy.policy_for("slack:ops").allow_mentions
+    assert not policy.policy_for("slack:quiet").allow_mentions  # off by default
+    env = {"OPS_SLACK": "https://hooks.slack.com/services/X/Y/Z", "TG_TOKEN": "9:tok", "TG_CHAT": "-100"}
+    chans = build_channels(settings(webhook_default_url="http://127.0.0.1:9/h"), policy, env=env)
+    assert chans["slack:ops"].allow_mentions and chans["telegram:oncall"].allow_mentions  # type: ignore[attr-defined]
+    assert not chans["slack:quiet"].allow_mentions  # type: ignore[attr-defined]
+    assert not chans["webhook:default"].allow_mentions  # type: ignore[attr-defined]
+
+
+def test_allow_mentions_from_the_default_receiver_touches_only_slack_and_telegram() -> None:
+    policy = parse_policy({"receivers": {"default": {"allow_mentions": True}},
+                           "destinations": {"slack:ops": {"webhook_env": "OPS_SLACK"}}})
+    chans = build_channels(settings(webhook_default_url="http://127.0.0.1:9/h"), policy,
+                           env={"OPS_SLACK": "https://hooks.slack.com/services/X/Y/Z"})
+    assert chans["slack:ops"].allow_mentions  # type: ignore[attr-defined]
+    assert not chans["webhook:default"].allow_mentions  # type: ignore[attr-defined]
+    assert not chans["console:default"].allow_mentions  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("receivers", "error"), [
+    ({"slack:ops": {"allow_mentions": "yes"}}, "receivers.slack:ops.allow_mentions: true or false"),
+    ({"slack:ops": {"allow_mentions": 1}}, "receivers.slack:ops.allow_mentions: true or false"),
+    ({"default": {"allow_mentions": "true"}}, "receivers.default.allow_mentions: true or false"),
+    ({"email:risk": {"allow_mentions": True}}, "receivers.email:risk.allow_mentions: only for slack and telegram"),
+    ({"webhook:x": {"allow_mentions": False}}, "receivers.webhook:x.allow_mentions: only for slack and telegram"),
+])
+def test_allow_mentions_is_validated_where_the_routing_file_is_loaded(receivers: dict[str, Any], error: str) -> None:
+    from tocsin.errors import RoutingError
+
+    with pytest.raises(RoutingError) as exc:
+        parse_policy({"receivers": receivers})
+    assert error in str(exc.value)
+
+
+def test_slack_render_escapes_the_summary_unless_mentions_are_allowed() -> None:
+    cmd = command("<!channel> @here see <http://evil|click>", {"who": "<@U1234>"}, account_id="<!here>")
+    quiet = json.dumps(slack_render(cmd))
+    assert "<!" not in quiet and "<@" not in quiet and "<http" not in quiet
+    assert "&lt;!channel&gt; @\u2060here see &lt;http://evil|click&gt;" in slack_render(cmd)["text"]
+    loud = slack_render(cmd, allow_mentions=True)
+    assert loud["text"] == "[SEV1] <!channel> @here see &lt;http://evil|click&gt;"
+    rest = json.dumps(loud["blocks"][1:])  # fields and details stay escaped
+    assert "<!here>" not in rest and "<@U1234>" not in rest
+
+
+def test_telegram_body_is_plain_text_with_mentions_broken() -> None:
+    cmd = command('@admin <a href="http://evil">click</a> [x](http://evil)', source="@svc")
+    ch = TelegramChannel("telegram:default", "123:SECRET", "42", "http://127.0.0.1:1/")
+    body = json.loads(ch.body(cmd))
+    assert "parse_mode" not in body  # the HTML and Markdown above are shown as typed
+    assert '@\u2060admin <a href="http://evil">click</a> [x](http://evil)' in body["text"]
+    assert "source: @\u2060svc" in body["text"]
+    ch.allow_mentions = True
+    text = json.loads(ch.body(cmd))["text"]
+    assert "@admin <a" in text and "source: @\u2060svc" in text  # only the summary's are live
+
+
+# ---------------------------------------------------------------- what a result tells the breaker
+
+
+@pytest.mark.parametrize(("ok", "retryable", "reason", "outcome"), [
+    (True, False, Reason.OK, True),
+    (False, False, Reason.CLIENT_ERROR, True),  # a permanent 4xx: the endpoint is up
+    (False, False, Reason.CONFIG, True),
+    (False, True, Reason.SERVER_ERROR, False),
+    (False, True, Reason.RATE_LIMITED, False),
+    (False, True, Reason.TIMEOUT, False),
+    (False, True, Reason.CONNECTION, False),
+    (False, True, Reason.UNKNOWN, False),
+    (False, False, Reason.INVALID_MESSAGE, None),  # never sent: says nothing of the endpoint
+    (False, True, Reason.CIRCUIT_OPEN, None),
+])
+def test_breaker_outcome_table(ok: bool, retryable: bool, reason: Reason, outcome: bool | None) -> None:
+    assert breaker_outcome(ok, retryable, reason) is outcome
+
+
+@given(st.lists(st.sampled_from([Reason.INVALID_MESSAGE, Reason.OK, Reason.SERVER_ERROR]), max_size=40),
+       st.integers(1, 4), st.sampled_from([0.0, 2.0, 10.0]))
+def test_unbuildable_messages_change_nothing_the_breaker_decides(reasons: list[Reason], threshold: int,
+                                                                 reset: float) -> None:
+    """Sends as the deliver agent makes them (allow, send, record the outcome), with and without
+    the unbuildable messages among them: the others are let through or held alike."""
+
+    def run(keep_unbuildable: bool) -> tuple[list[bool], int]:
+        br, decided = CircuitBreaker(threshold, reset), []
+        for i, reason in enumerate(reasons):
+            if reason is Reason.INVALID_MESSAGE and not keep_unbuildable:
+                continue
+            allowed = br.allow(float(i))
+            if reason is not Reason.INVALID_MESSAGE:
+                decided.append(allowed)
+            if allowed:
+                br.record(breaker_outcome(reason is Reason.OK, reason is Reason.SERVER_ERROR, reason), float(i))
+        return decided, br.failures
+
+    assert run(True) == run(False)
+
+
+def test_an_unbuildable_probe_gives_the_probe_back() -> None:
+    br = CircuitBreaker(1, 30.0)
+    br.record(False, 0.0)  # open
+    assert br.allow(30.0)  # half open: this send is the probe ...
+    br.record(breaker_outcome(False, False, Reason.INVALID_MESSAGE), 30.0)  # ... but was never sent
+    assert br.allow(30.5)  # the next send probes at once, not a reset period later
+    br.record(True, 31.0)
+    assert br.state.value == "closed"

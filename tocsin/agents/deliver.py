@@ -36,6 +36,7 @@ from faust.streams import _current_event
 from faust.types import TP
 from pydantic import ValidationError
 
+from ..decisions.limits import breaker_outcome
 from ..decisions.retry import Reason, plan_retry
 from ..schemas.alert import AlertEvent, parse_severity
 from ..schemas.messages import (
@@ -518,8 +519,8 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
         except Exception as exc:  # a channel bug must not lose the command
             result = DeliveryResult(False, True, Reason.UNKNOWN, None,
                                     redact(f"{type(exc).__name__}: {exc}", channel_secrets(channel)))
-        if breaker is not None:  # a permanent 4xx means the endpoint is up: it does not trip
-            breaker.record(result.ok or not result.retryable, time.monotonic())
+        if breaker is not None:  # what the destination did, if anything (limits.breaker_outcome)
+            breaker.record(breaker_outcome(result.ok, result.retryable, result.reason), time.monotonic())
     finished = utcnow()
     child(metrics.delivery_latency, cmd.channel).observe((finished - started).total_seconds())
     if result.ok:

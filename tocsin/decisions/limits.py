@@ -9,12 +9,19 @@ failing::
     closed --(failure_threshold consecutive failures)--> open
     open   --(reset_after_s elapsed; the next allow())--> half_open: one probe goes
     half_open --probe ok--> closed        half_open --probe failed--> open (again)
+
+``breaker_outcome`` is the rule of what a send's result tells the breaker: only the
+destination failing to answer (a transport error, a timeout, a retryable status) counts
+against it; a message that was never sent (it could not be built, or the circuit was open)
+says nothing about the destination: it counts no failure, and a probe it took is given back.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+
+from .retry import Reason
 
 #: a refill that lands within this of a whole token counts as the token (float dust)
 _EPS = 1e-9
@@ -54,6 +61,19 @@ class TokenBucket:
 
     def __repr__(self) -> str:
         return f"<TokenBucket {self.rate_per_s}/s burst={self.burst} tokens={self.tokens:.3f}>"
+
+
+#: results that never reached the destination: not recorded by its breaker
+BREAKER_NEUTRAL = frozenset({Reason.INVALID_MESSAGE, Reason.CIRCUIT_OPEN})
+
+
+def breaker_outcome(ok: bool, retryable: bool, reason: Reason) -> bool | None:
+    """What a send's result records on its destination's breaker: True (the destination is
+    up: it took the message, or refused it for good, a 4xx), False (it failed: transport
+    error, timeout, 429, 5xx), None (nothing: the message never reached it)."""
+    if reason in BREAKER_NEUTRAL:
+        return None
+    return ok or not retryable
 
 
 class BreakerState(enum.StrEnum):
@@ -106,8 +126,14 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._next_probe_at - now)
 
-    def record(self, ok: bool, now: float) -> None:
-        """The outcome of a send that ``allow`` let through."""
+    def record(self, ok: bool | None, now: float) -> None:
+        """The outcome of a send that ``allow`` let through (``breaker_outcome``): ``None``
+        says nothing of the destination (its message was never sent): no failure counted, and a
+        probe's turn passes to the next send at once."""
+        if ok is None:
+            if self._state is BreakerState.HALF_OPEN:
+                self._next_probe_at = now
+            return
         if self._state is BreakerState.CLOSED:
             if ok:
                 self.failures = 0
@@ -131,4 +157,4 @@ class CircuitBreaker:
         return f"<CircuitBreaker {self._state.value} failures={self.failures}/{self.failure_threshold}>"
 
 
-__all__ = ["BreakerState", "CircuitBreaker", "TokenBucket"]
+__all__ = ["BREAKER_NEUTRAL", "BreakerState", "CircuitBreaker", "TokenBucket", "breaker_outcome"]

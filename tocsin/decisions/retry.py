@@ -22,6 +22,7 @@ class Reason(str, enum.Enum):
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     CONFIG = "config"  # permanent: destination misconfigured
+    INVALID_MESSAGE = "invalid_message"  # permanent: the channel cannot build this message
     CIRCUIT_OPEN = "circuit_open"
     UNKNOWN = "unknown"
 

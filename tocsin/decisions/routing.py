@@ -24,6 +24,12 @@ class ReceiverPolicy:
     failover: tuple[str, ...] | None = None  # None: the default chain
     rate_per_s: float | None = None
     burst: int | None = None
+    #: a Slack/Telegram destination whose alerts' mentions (``<!channel>``, ``@user``) stay live
+    allow_mentions: bool = False
+
+
+#: the channels whose messages can mention people (``allow_mentions``)
+MENTION_CHANNELS = ("slack", "telegram")
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ def _number(value: Any) -> bool:
 def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
     if not isinstance(data, Mapping):
         raise _fail(where, "expected a table")
-    known = {"max_attempts", "backoff_s", "failover", "rate_per_s", "burst"}
+    known = {"max_attempts", "backoff_s", "failover", "rate_per_s", "burst", "allow_mentions"}
     unknown = set(data) - known
     if unknown:
         raise _fail(where, f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -102,8 +108,11 @@ def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
     burst = data.get("burst", base.burst)
     if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
         raise _fail(f"{where}.burst", "a whole number >= 1")
+    allow_mentions = data.get("allow_mentions", base.allow_mentions)
+    if not isinstance(allow_mentions, bool):
+        raise _fail(f"{where}.allow_mentions", "true or false")
     return ReceiverPolicy(max_attempts, tuple(float(b) for b in backoff), failover,
-                          None if rate is None else float(rate), burst)
+                          None if rate is None else float(rate), burst, allow_mentions)
 
 
 TOP_LEVEL_KEYS = ("always", "severity", "types", "receivers", "destinations")
@@ -131,6 +140,9 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
         _check_destination(name, "receivers"): _receiver(v, f"receivers.{name}", default)
         for name, v in receivers_doc.items()
     }
+    for name, v in receivers_doc.items():
+        if "allow_mentions" in v and name.split(":", 1)[0] not in MENTION_CHANNELS:
+            raise _fail(f"receivers.{name}.allow_mentions", f"only for {' and '.join(MENTION_CHANNELS)} destinations")
     destinations: dict[str, dict[str, str]] = {}
     for name, v in _table(doc, "destinations").items():
         _check_destination(name, "destinations")

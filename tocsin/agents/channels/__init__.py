@@ -4,7 +4,8 @@
 the enabled destinations; a destination whose settings are absent is disabled. Named
 destinations take their settings from the environment variables the routing file names:
 webhook `url_env`, `secret_env`; email `to_env`; file `path_env`; slack `webhook_env`
-(or `url_env`); telegram `token_env`, `chat_id_env`, optional `api_base_env`.
+(or `url_env`); telegram `token_env`, `chat_id_env`, optional `api_base_env`. A receiver's
+``allow_mentions`` (routing file, Slack and Telegram) is set on its destination's channel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from ...decisions.routing import RoutingPolicy
+from ...decisions.routing import MENTION_CHANNELS, RoutingPolicy
 from ...streams.settings import Settings
 from .base import Channel, ChannelBase, DeliveryResult, env_lookup
 from .console import ConsoleChannel
@@ -111,6 +112,8 @@ def build_channels(settings: Settings, policy: RoutingPolicy,
             continue
         ch = factory(name, settings, policy.destinations.get(name, {}), env)
         if ch is not None:
+            if isinstance(ch, ChannelBase):
+                ch.allow_mentions = policy.policy_for(name).allow_mentions and channel in MENTION_CHANNELS
             out[name] = ch
     return out
 

@@ -3,6 +3,12 @@
 A channel is a small class behind one protocol: ``async send(command) -> DeliveryResult``.
 It never raises for a delivery failure: the result says whether to retry and why, with a
 redacted, cut error. Secrets (tokens, passwords, URLs with credentials) never appear in it.
+
+A send is two steps: build the message (pure, from the command), then hand it to the
+transport. A message that cannot be built fails the same way every time and never reached
+the destination: ``cannot_build`` makes it a permanent ``invalid_message`` failure, which
+the destination's circuit breaker ignores (``decisions.limits.breaker_outcome``). Alert text
+reaches headers, bodies and terminals only through ``text`` (safe text).
 """
 
 from __future__ import annotations
@@ -75,6 +81,9 @@ class ChannelBase:
     bounded: bool = False
     #: sensible default rate limit (messages per second) from the service's published limits
     default_rate_per_s: ClassVar[float | None] = None
+    #: whether an alert's mentions (Slack ``<!channel>``, Telegram ``@user``) stay live: the
+    #: routing file's ``allow_mentions`` for this destination (``build_channels`` sets it)
+    allow_mentions: bool = False
 
     def __init__(self, destination: str) -> None:
         self.destination = destination
@@ -84,6 +93,12 @@ class ChannelBase:
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())
+
+    def cannot_build(self, command: DeliveryCommand, exc: BaseException) -> DeliveryResult:
+        """The result of a message this channel cannot build from ``command``: permanent
+        (retrying builds it the same way) and breaker-neutral (nothing was sent)."""
+        return DeliveryResult(False, False, Reason.INVALID_MESSAGE, None,
+                              self.redact(f"cannot build the message: {type(exc).__name__}: {exc}"))
 
     async def close(self) -> None:
         return None

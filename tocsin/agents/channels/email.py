@@ -1,7 +1,15 @@
-"""Email channel: plain text and HTML through aiosmtplib, subject ``[SEV1] summary``."""
+"""Email channel: plain text and HTML through aiosmtplib, subject ``[SEV1] summary``.
+
+Alert text is producer text: headers get it folded to one line (``text.header``: a summary
+``"first\nsecond"`` is the subject ``[SEV1] first second``), the plain body keeps its line
+breaks as ``\n`` with continuation lines indented under their field (``text.plain``), the
+HTML body escapes every value. A message that still cannot be built (a sender or recipient
+address the email library refuses, say) is a permanent ``invalid_message`` failure.
+"""
 
 from __future__ import annotations
 
+import email.policy
 import html
 from email.message import EmailMessage
 
@@ -9,42 +17,61 @@ import aiosmtplib
 
 from ...decisions.retry import Reason, classify_smtp
 from ...schemas.messages import DeliveryCommand
+from . import text
 from .base import ChannelBase, DeliveryResult, payload_dict, summary_line
+
+LABEL_WIDTH = 14
+
+
+def _indented(value: object, indent: int) -> str:
+    """Producer text as body lines: its line breaks kept, each further line indented, so it
+    cannot pass for a line of ours (``fingerprint: ...``)."""
+    return text.plain(str(value)).replace("\n", "\n" + " " * indent)
+
+
+def _field(label: str, value: object, width: int = LABEL_WIDTH) -> str:
+    """``label: value`` with the value's further lines indented under its first."""
+    return f"{label:<{width}}{_indented(value, width)}"
 
 
 def render(command: DeliveryCommand, sender: str, to: list[str]) -> EmailMessage:
     a = command.alert
     body = payload_dict(command)
     msg = EmailMessage()
-    msg["Subject"] = summary_line(command)
+    msg["Subject"] = text.header(summary_line(command))
     msg["From"] = sender
     msg["To"] = ", ".join(to)
-    msg["X-Tocsin-Delivery-Id"] = command.delivery_id
-    msg["Message-ID"] = f"<{command.delivery_id}@tocsin>"
+    msg["X-Tocsin-Delivery-Id"] = text.header(command.delivery_id)
+    msg["Message-ID"] = f"<{text.header(command.delivery_id)}@tocsin>"
     lines = [
-        body["text"],
+        _indented(body["text"], 2),
         "",
-        f"type:         {a.type}",
+        _field("type:", a.type),
         f"severity:     SEV{a.severity}",
         f"time (UTC):   {a.event_timestamp.isoformat()}",
-        f"fingerprint:  {a.fingerprint}",
+        _field("fingerprint:", a.fingerprint),
         f"alert_id:     {a.alert_id}",
     ]
     for k, v in a.entity.model_dump(exclude_none=True).items():
-        lines.append(f"{k + ':':<14}{v}")
+        lines.append(_field(k + ":", v))
     if a.source:
-        lines.append(f"source:       {a.source}")
+        lines.append(_field("source:", a.source))
     if command.suppressed_count:
         lines.append(f"suppressed:   {command.suppressed_count} similar events since the last notification")
     if a.details:
         lines.append("")
         lines.append("details:")
         for k, v in a.details.items():
-            lines.append(f"  {k}: {v}")
-    lines += ["", f"delivery_id: {command.delivery_id}"]
+            key = f"  {text.header(str(k))}: "
+            lines.append(_field(key, v, len(key)))
+    lines += ["", f"delivery_id: {text.header(command.delivery_id)}"]
     msg.set_content("\n".join(lines))
+
+    def cell(value: object) -> str:
+        return html.escape(text.plain(str(value)))
+
     rows = "".join(
-        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><th align='left'>{cell(k)}</th><td>{cell(v)}</td></tr>"
         for k, v in [("type", a.type), ("severity", f"SEV{a.severity}"),
                      ("time (UTC)", a.event_timestamp.isoformat()), ("fingerprint", a.fingerprint),
                      ("alert_id", a.alert_id), *a.entity.model_dump(exclude_none=True).items(),
@@ -52,11 +79,19 @@ def render(command: DeliveryCommand, sender: str, to: list[str]) -> EmailMessage
     )
     colour = {1: "#b00020", 2: "#e65100", 3: "#455a64"}[a.severity]
     msg.add_alternative(
-        f"<html><body><h2 style='color:{colour}'>{html.escape(body['text'])}</h2>"
-        f"<table>{rows}</table><p style='color:#888'>delivery_id {command.delivery_id}</p>"
+        f"<html><body><h2 style='color:{colour}'>{cell(body['text'])}</h2>"
+        f"<table>{rows}</table><p style='color:#888'>delivery_id {cell(command.delivery_id)}</p>"
         "</body></html>",
         subtype="html",
     )
+    return msg
+
+
+def build(command: DeliveryCommand, sender: str, to: list[str]) -> EmailMessage:
+    """The message, checked to flatten as aiosmtplib will (headers and body encodable):
+    raises what the email library raises for a message it cannot write."""
+    msg = render(command, sender, to)
+    msg.as_bytes(policy=email.policy.SMTPUTF8)
     return msg
 
 
@@ -80,7 +115,10 @@ class EmailChannel(ChannelBase):
         return [self.password] if self.password else []
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
-        msg = render(command, self.sender, self.to)
+        try:
+            msg = build(command, self.sender, self.to)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
+            return self.cannot_build(command, exc)
         try:
             errors, _ = await aiosmtplib.send(
                 msg,

@@ -1,4 +1,9 @@
-"""File channel: one JSON line per notification appended to a file (JSONL)."""
+"""File channel: one JSON line per notification appended to a file (JSONL).
+
+orjson escapes the C0 controls in strings; ``text.json_line`` escapes the rest of what a
+terminal or ``str.splitlines`` would act on (C1, DEL, U+2028/U+2029, bidi overrides), so each
+notification is exactly one line, safe to ``cat`` or ``tail -f``, and decodes to the same value.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 from ...decisions.retry import Reason
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
+from . import text
 from .base import ChannelBase, DeliveryResult, payload_dict
 
 
@@ -25,7 +31,10 @@ class FileChannel(ChannelBase):
             fh.write(line)
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
-        line = dumps(payload_dict(command)) + b"\n"
+        try:
+            line = text.json_line(dumps(payload_dict(command))) + b"\n"
+        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
+            return self.cannot_build(command, exc)
         try:
             async with self._lock:
                 await asyncio.to_thread(self._append, line)

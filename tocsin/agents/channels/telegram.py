@@ -10,28 +10,44 @@ Telegram answers ``{"ok": false, "error_code": ..., "description": ...}`` with 4
 chat, too long), 401 (bad token), 403 (bot blocked) — permanent — and 429 with
 ``parameters.retry_after``, used when no Retry-After header came.
 Limit: about one message per second per chat (``default_rate_per_s``).
+
+The message is plain text (no ``parse_mode``): HTML (``<a href=...>``) and Markdown
+(``[click](http://evil)``) in an alert are shown as typed, never as links, so there is no
+markup to escape. What Telegram still finds in plain text is mentions: an ``@name`` of the
+alert gets a word joiner (U+2060) after its ``@``, unless the routing file says
+``allow_mentions = true`` for the destination (then the summary's mentions stay live). Controls and bidi overrides are dropped.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
+from . import text as safe
 from .base import DeliveryResult, payload_dict
 from .webhook import USER_AGENT, HttpChannel
 
 TEXT_MAX = 4096  # Telegram's limit on a message's text
 SEVERITY_MARK = {1: "\U0001F534", 2: "\U0001F7E0", 3: "\u26AA"}
+WORD_JOINER = "\u2060"
+_MENTION = re.compile(r"(?<![\w@])@(?=\w)")
 
 
-def render_text(command: DeliveryCommand) -> str:
+def escape(text: str, allow_mentions: bool = False) -> str:
+    """Producer text for a plain-text message: controls dropped, mentions broken unless allowed."""
+    text = safe.plain(text)
+    return text if allow_mentions else _MENTION.sub("@" + WORD_JOINER, text)
+
+
+def render_text(command: DeliveryCommand, allow_mentions: bool = False) -> str:
     """Plain text (no parse mode, so nothing in an alert can break the markup)."""
     a = command.alert
-    lines = [f"{SEVERITY_MARK[a.severity]} {payload_dict(command)['text']}", "",
-             f"type: {a.type}", f"fingerprint: {a.fingerprint}"]
+    first = f"{SEVERITY_MARK[a.severity]} {escape(payload_dict(command)['text'], allow_mentions)}"
+    lines = ["", f"type: {a.type}", f"fingerprint: {a.fingerprint}"]
     lines += [f"{k}: {v}" for k, v in a.entity.model_dump(exclude_none=True).items()]
     if a.source:
         lines.append(f"source: {a.source}")
@@ -40,7 +56,7 @@ def render_text(command: DeliveryCommand) -> str:
     lines += [f"time (UTC): {a.event_timestamp.isoformat()}", f"alert_id: {a.alert_id}"]
     if a.details:
         lines += ["", dumps(a.details).decode()]
-    text = "\n".join(lines)
+    text = first + "\n" + escape("\n".join(lines))
     return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 1] + "…"
 
 
@@ -66,7 +82,7 @@ class TelegramChannel(HttpChannel):
     def body(self, command: DeliveryCommand) -> bytes:
         return dumps({
             "chat_id": self.chat_id,
-            "text": render_text(command),
+            "text": render_text(command, self.allow_mentions),
             "link_preview_options": {"is_disabled": True},
         })
 
@@ -95,8 +111,12 @@ class TelegramChannel(HttpChannel):
         return None
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
+        try:
+            body = self.body(command)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
+            return self.cannot_build(command, exc)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        return await self.post_json(self._url, self.body(command), headers, command)
+        return await self.post_json(self._url, body, headers, command)
 
 
-__all__ = ["TelegramChannel", "render_text"]
+__all__ = ["TelegramChannel", "escape", "render_text"]

@@ -18,6 +18,12 @@ answer is an ``httpx.Response`` whose body is decoded only when a failure is des
     timeout                  retryable (timeout)
     refused, reset, DNS      retryable (connection)
     malformed URL            permanent (config)
+    message cannot be built  permanent (invalid_message; breaker-neutral)
+
+A receiver's answer is read by chunks up to ``MAX_RESPONSE_BYTES`` (64 KiB) and no further:
+a longer body is cut (the connection closed rather than drained), never an error; a gzip or
+deflate body is inflated to the same bound (other codings are not read). Headers built from
+a command go through ``text.header`` (no line breaks, no controls).
 
 Receivers verify signatures with the recipe in ``SIGNING.md`` (``verify`` below).
 """
@@ -30,6 +36,7 @@ import hmac
 import logging
 import math
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -43,12 +50,18 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 from ...decisions.retry import Reason, classify_http, parse_retry_after
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
+from . import text
 from .base import ChannelBase, DeliveryResult, payload_dict, redact
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "tocsin/0.1"
 SIGNATURE_TOLERANCE_S = 300
+#: the most of a receiver's answer read (and, compressed, inflated): a delivery needs its
+#: status and a short description, never more
+MAX_RESPONSE_BYTES = 64 * 1024
+#: headers that describe the body as received, dropped once the body is decoded or cut
+_BODY_HEADERS = (b"content-encoding", b"content-length")
 
 
 # ------------------------------------------------------------------ signing
@@ -102,6 +115,48 @@ _FILTER = _RedactUrls()
 for _name in ("httpx", "aiohttp.client"):
     if not any(isinstance(f, _RedactUrls) for f in logging.getLogger(_name).filters):
         logging.getLogger(_name).addFilter(_FILTER)
+
+
+# ------------------------------------------------------------------ bounded bodies
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of a response's body, read by chunks as they come: the bytes,
+    and whether more was left unread."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await resp.content.read(limit - size)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), not resp.content.at_eof()
+
+
+def decode_body(raw: bytes, coding: str | None, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    """A body as received decoded to at most ``limit`` bytes: identity as it is, gzip and
+    deflate by a bounded inflate (a 64 KiB gzip bomb stays 64 KiB); a coding that cannot be
+    bounded here (br, zstd, a chain of codings) or a corrupt body gives no body."""
+    c = (coding or "identity").strip().lower()
+    if c == "identity":
+        return raw[:limit]
+    if c in ("gzip", "x-gzip"):
+        wbits: tuple[int, ...] = (16 + zlib.MAX_WBITS,)
+    elif c == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
+        wbits = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    else:
+        return b""
+    for w in wbits:
+        try:
+            return zlib.decompressobj(w).decompress(raw, limit)
+        except zlib.error:
+            continue
+    return b""
+
+
+def _without_body_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers if k.lower() not in _BODY_HEADERS]
 
 
 # ------------------------------------------------------------------ the shared HTTP client
@@ -162,9 +217,16 @@ class PooledTransport(AiohttpTransport):
                 method, url, headers=headers, data=content or None, allow_redirects=False,
                 auto_decompress=False, compress=False, timeout=timeout,
             ) as resp:
-                body = await resp.read()
-        # the connection is back in the pool; the body is in memory, decoded by whoever needs it
-        return httpx.Response(resp.status, headers=resp.raw_headers, stream=httpx.ByteStream(body),
+                body, cut = await read_bounded(resp)
+                if cut:  # the rest is never read: the connection goes, not back to the pool
+                    resp.close()
+        answer: Any = resp.raw_headers
+        coding = resp.headers.get("Content-Encoding")
+        if cut or coding is not None:
+            body = decode_body(body, coding)
+            answer = _without_body_headers(answer)
+        # the connection is back in the pool (or closed); the body is in memory, at most 64 KiB
+        return httpx.Response(resp.status, headers=answer, stream=httpx.ByteStream(body),
                               request=request, extensions={"http_version": b"HTTP/1.1"})
 
 
@@ -237,7 +299,7 @@ class HttpChannel(ChannelBase):
 
     async def _post(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
         if self._client is not None:
-            return await self._client.post(url, content=content, headers=headers)
+            return await self._post_through_client(self._client, url, content, headers)
         parsed = self._urls.get(url)
         if parsed is None:
             u = httpx.URL(url)  # as httpx would parse and check it
@@ -251,6 +313,20 @@ class HttpChannel(ChannelBase):
         if self._transport is None:
             self._transport = make_transport()
         return await self._transport.post(parsed, content, headers, self._aio_timeout)
+
+    @staticmethod
+    async def _post_through_client(client: httpx.AsyncClient, url: str, content: bytes,
+                                   headers: dict[str, str]) -> httpx.Response:
+        """A caller's client, its answer read as the transport reads one (bounded)."""
+        async with client.stream("POST", url, content=content, headers=headers) as resp:
+            raw = b""
+            async for chunk in resp.aiter_raw():
+                raw += chunk[: MAX_RESPONSE_BYTES - len(raw)]
+                if len(raw) >= MAX_RESPONSE_BYTES:
+                    break
+        body = decode_body(raw, resp.headers.get("Content-Encoding"))
+        return httpx.Response(resp.status_code, headers=_without_body_headers(resp.headers.raw),
+                              content=body, request=resp.request)
 
     def retry_after(self, resp: httpx.Response, body: Any) -> float | None:
         """Seconds the receiver asked us to wait (the Retry-After header by default)."""
@@ -341,7 +417,7 @@ class WebhookChannel(HttpChannel):
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "Idempotency-Key": command.delivery_id,
+            "Idempotency-Key": text.header(command.delivery_id),
         }
         if self.secret:
             ts = str(int(time.time() if now is None else now))
@@ -353,9 +429,13 @@ class WebhookChannel(HttpChannel):
         return await self.post_json(self.url, body, headers, command)
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
-        body = self.body(command)
-        return await self.post(command, body, self.headers(command, body))
+        try:
+            body = self.body(command)
+            headers = self.headers(command, body)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
+            return self.cannot_build(command, exc)
+        return await self.post(command, body, headers)
 
 
-__all__ = ["HttpChannel", "PooledTransport", "WebhookChannel", "make_client", "make_transport", "sign", "verify", "transport_reason",
-           "url_secrets", "USER_AGENT"]
+__all__ = ["HttpChannel", "MAX_RESPONSE_BYTES", "PooledTransport", "WebhookChannel", "decode_body", "make_client",
+           "make_transport", "read_bounded", "sign", "verify", "transport_reason", "url_secrets", "USER_AGENT"]
