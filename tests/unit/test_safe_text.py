@@ -96,7 +96,8 @@ def test_every_header_is_a_subject_email_writes_and_reads_back(raw: str) -> None
     msg["Subject"] = subject  # raised "Header values may not contain linefeed ..." before
     msg.set_content("x")
     parsed = email.message_from_bytes(msg.as_bytes(policy=email.policy.SMTPUTF8), policy=email.policy.default)
-    assert parsed["Subject"] == subject
+    # folding may move a long word to a continuation line: the words come back, on one line
+    assert parsed["Subject"].split() == subject.split() and len(parsed["Subject"].splitlines()) == 1
 
 
 # ---------------------------------------------------------------- plain
