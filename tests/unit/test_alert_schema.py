@@ -208,6 +208,54 @@ def test_entity_fields_are_optional_and_closed() -> None:
     invalid("entity", entity={"acount_id": "typo"})
 
 
+@pytest.mark.parametrize("field", ["account_id", "symbol", "strategy_id", "run_id"])
+def test_entity_fields_at_most_256_characters(field: str) -> None:
+    assert getattr(make(entity={field: "x" * 256}).entity, field) == "x" * 256
+    invalid("entity", entity={field: "x" * 257})
+    invalid("entity", entity={field: "x" * 330_000})
+
+
+def test_source_at_most_255_characters() -> None:
+    assert make(source="s" * 255).source == "s" * 255
+    invalid("source", source="s" * 256)
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        # each part within its limit, the fingerprint they make over 512: never a longer key
+        ({"entity": {"account_id": "a" * 256, "symbol": "b" * 256}}, "fingerprint"),
+        ({"type": "x" * 64, "entity": {"account_id": "a" * 150, "symbol": "b" * 150, "strategy_id": "c" * 150}},
+         "fingerprint"),
+        ({"type": "component_recovered", "entity": {"account_id": "a" * 256, "symbol": "b" * 256}}, "fingerprint"),
+        ({"fingerprint": "f" * 513}, "fingerprint"),
+        ({"resolves": "r" * 513}, "resolves"),
+    ],
+)
+def test_fingerprint_and_resolves_checked_after_they_are_derived(over: dict[str, Any], field: str) -> None:
+    invalid(field, **over)
+
+
+def test_a_given_fingerprint_spares_the_long_entity() -> None:
+    a = make(fingerprint="order_rejected:acc", entity={"account_id": "a" * 256, "symbol": "b" * 256})
+    assert a.fingerprint == "order_rejected:acc"
+
+
+@given(st.sampled_from(["db_write_fail", "component_recovered", "component_unhealthy", "t" * 64]),
+       st.lists(st.none() | st.text(max_size=320), min_size=4, max_size=4), st.sampled_from(["trigger", "resolve"]))
+@settings(max_examples=300)
+def test_any_entity_gives_a_bounded_fingerprint_or_an_error(type_: str, parts: list[Any], action: str) -> None:
+    entity = dict(zip(["account_id", "symbol", "strategy_id", "run_id"], parts, strict=True))
+    try:
+        a = make(type=type_, entity=entity, action=action)
+    except ValidationError as exc:
+        fields = {err["loc"][0] for err in exc.errors()}
+        assert fields <= {"entity", "fingerprint", "resolves"}, exc
+        return
+    assert len(a.fingerprint) <= 512 and len(a.resolves or "") <= 512
+    assert all(v is None or len(v) <= 256 for v in a.entity.model_dump().values())
+
+
 # ---------------------------------------------------------------- summary
 
 

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 #: when the alert was validated, so they are not walked again (schemas/alert.py)
 INTERNAL = {"internal": True}
 READ_BATCH = 500
+#: TOCSIN_DELIVERY_READ_AHEAD_BYTES' default
+READ_AHEAD_BYTES = 64 << 20
 MAX_YIELD_S = 0.5
 SENT = "sent"
 DEAD = "dead"
@@ -76,13 +78,47 @@ def child(metric: Any, *labels: str) -> Any:
 
 class Room:
     """How many more commands may be read ahead: a counter the reader waits on when it is
-    spent (an ``asyncio.Semaphore`` of 20,000 cost more per acquire than the rest of a read)."""
+    spent (an ``asyncio.Semaphore`` of 20,000 cost more per acquire than the rest of a read);
+    and the bytes (keys and values) of the queued commands, never over ``max_bytes``: the
+    reader queues a command only if it fits (``takes``), or the queue is empty (a command
+    larger than the limit is read alone), and reads the rest again later."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = READ_AHEAD_BYTES) -> None:
         self.value = size
+        self.bytes = 0
+        self.max_bytes = max_bytes
+        #: the size of the commands read lately (a moving average): what a fetch would bring
+        self.record_bytes = 1024.0
+        #: the size of the command that did not fit: no fetch before it would
+        self.wanted = 0
         self._freed = asyncio.Event()
         #: called on every release (the reader waits for room to fetch again)
         self.on_release: Callable[[], None] | None = None
+
+    def takes(self, size: int) -> bool:
+        """Whether a command of ``size`` bytes may be queued now."""
+        if self.bytes <= 0 or self.bytes + size <= self.max_bytes:
+            self.wanted = 0
+            return True
+        self.wanted = size
+        return False
+
+    def hold(self, size: int) -> None:
+        """A command of ``size`` bytes is queued."""
+        self.bytes += size
+        self.record_bytes += (size - self.record_bytes) / 64
+
+    def free(self, size: int) -> None:
+        """A queued command of ``size`` bytes left the queue (taken by a sender, or dropped)."""
+        self.bytes -= size
+
+    def short_of_bytes(self, least: int) -> bool:
+        """Too few bytes free for a fetch of ``least`` commands (or a quarter of the limit, when
+        less), or for the command that did not fit: the channel's partitions wait paused."""
+        if self.bytes <= 0:
+            return False
+        free = self.max_bytes - self.bytes
+        return free < max(self.wanted, min(least * self.record_bytes, self.max_bytes / 4))
 
     async def acquire(self) -> None:
         while self.value <= 0:
@@ -261,11 +297,13 @@ class Dispatcher:
         self.rt = rt
         self.channel = channel
         self.limits = limits
-        self.heap: list[tuple[int, int, Any]] = []
+        #: (priority, arrival, event, its bytes)
+        self.heap: list[tuple[int, int, Any, int]] = []
         self.seq = itertools.count()
         #: senders waiting for a command, woken one per command pushed
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.space = Room(rt.settings.delivery_read_ahead)
+        self.space = Room(rt.settings.delivery_read_ahead,
+                          getattr(rt.settings, "delivery_read_ahead_bytes", READ_AHEAD_BYTES))
         self.outbox: Outbox = rt.extras["outbox"]
         self.queue_gauge = metrics.delivery_queue.labels(channel)
         self.workers: list[asyncio.Task[None]] = []
@@ -313,23 +351,26 @@ class Dispatcher:
     def drop(self, tps: Collection[Any] | None = None) -> list[Any]:
         """Take the queued (not yet started) commands of partitions ``tps`` (default: all) out
         of the queue: they stay unacknowledged, and the partitions' next owner reads them again."""
-        kept: list[tuple[int, int, Any]] = []
-        dropped: list[tuple[int, int, Any]] = []
+        kept: list[tuple[int, int, Any, int]] = []
+        dropped: list[tuple[int, int, Any, int]] = []
         for entry in self.heap:
             (dropped if tps is None or entry[2].tp in tps else kept).append(entry)
         if dropped:
             heapq.heapify(kept)
             self.heap = kept
-            for _ in dropped:
+            for entry in dropped:
+                self.space.free(entry[3])
                 self.space.release()
             self.queue_gauge.set(len(self.heap))
         for tp in list(self.read_offsets) if tps is None else tps:
             self.read_offsets.pop(tp, None)
         return [entry[2] for entry in dropped]
 
-    async def submit(self, prio: int, event: Any) -> None:
+    async def submit(self, prio: int, event: Any, size: int = 0) -> None:
+        """Queue a read command of ``size`` bytes (its key and value)."""
         await self.space.acquire()
-        heapq.heappush(self.heap, (prio, next(self.seq), event))
+        self.space.hold(size)
+        heapq.heappush(self.heap, (prio, next(self.seq), event, size))
         self.queue_gauge.set(len(self.heap))
         while self.waiters:
             waiter = self.waiters.popleft()
@@ -349,7 +390,8 @@ class Dispatcher:
                 if waiter.done() and not waiter.cancelled() and self.heap and self.waiters:
                     self.waiters.popleft().set_result(None)
                 raise
-        event = heapq.heappop(self.heap)[2]
+        _, _, event, size = heapq.heappop(self.heap)
+        self.space.free(size)
         self.queue_gauge.set(len(self.heap))
         return event
 
@@ -361,7 +403,8 @@ class Dispatcher:
             # cannot starve delivery. A steady stream's few unread commands are read within a
             # batch anyway: stepping aside for them (lag > 0) tripled the latency bench's p99.
             yielded = 0.0
-            while yielded < MAX_YIELD_S and self.lag() > READ_BATCH and self.space.value > READ_BATCH:
+            while (yielded < MAX_YIELD_S and self.lag() > READ_BATCH and self.space.value > READ_BATCH
+                   and not self.space.short_of_bytes(READ_BATCH)):  # by bytes too, or the reader waits
                 self.caught_up.clear()
                 t0 = time.monotonic()
                 with contextlib.suppress(TimeoutError):
@@ -572,7 +615,9 @@ class Command:
 
 class DeliveryReader(PartitionReader):
     """Reads this worker's partitions of every delivery topic into their channels' queues
-    (reader.py). A channel whose queue has no room for another fetch is paused; an offset is
+    (reader.py). A channel whose queue has no room for another fetch, by count
+    (TOCSIN_DELIVERY_READ_AHEAD) or by bytes (TOCSIN_DELIVERY_READ_AHEAD_BYTES), is paused, and
+    a fetched command over the bytes left is read again later (a seek back); an offset is
     committed once every command up to it was handled (``Track``). Before a revocation, the
     queued commands of the partitions are dropped (their next owner reads them again) and the
     ones being sent are waited for (up to a delivery's timeout), so that their table writes
@@ -605,10 +650,12 @@ class DeliveryReader(PartitionReader):
                 ev.track.dropped += 1
 
     async def fetch(self) -> dict[TopicPartition, list[Any]]:
-        """A fetch for the channels with room for it; the others' partitions wait paused."""
+        """A fetch for the channels with room for it, by count and by bytes; the others'
+        partitions wait paused."""
         consumer = self.consumer
         least = min(READ_BATCH, self.rt.settings.delivery_read_ahead)
-        full = {topic for topic, d in self.dispatchers.items() if d.space.value < least}
+        full = {topic for topic, d in self.dispatchers.items()
+                if d.space.value < least or d.space.short_of_bytes(least)}
         paused = consumer.paused()
         pause = [tp for tp in self.assigned if tp.topic in full and tp not in paused]
         resume = [tp for tp in paused if tp.topic not in full]
@@ -631,7 +678,12 @@ class DeliveryReader(PartitionReader):
             if track is None:
                 track = self.tracks[tp] = Track()
             ftp = TP(tp.topic, tp.partition)
+            space = dispatcher.space
             for msg in msgs:
+                size = len(msg.value or b"") + len(msg.key or b"")
+                if not space.takes(size):  # over TOCSIN_DELIVERY_READ_AHEAD_BYTES: read again later
+                    self.consumer.seek(tp, msg.offset)
+                    break
                 event = Command(msg, ftp, track)
                 # only the priority now: the sender decodes (and validates) the command
                 try:
@@ -639,7 +691,7 @@ class DeliveryReader(PartitionReader):
                 except ValueError:  # not JSON
                     prio = 0
                 dispatcher.note_read(event)
-                await dispatcher.submit(prio, event)  # never waits: fetched only with room
+                await dispatcher.submit(prio, event, size)  # never waits: fetched only with room
 
     async def step(self) -> None:
         await super().step()

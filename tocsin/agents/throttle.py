@@ -12,6 +12,13 @@ to the partition of the event's source) to the producer without awaiting each, a
 its offsets only after every send of the batch was acknowledged: at least once. On a
 revocation it finishes the batch under way, flushes and commits before Faust lets the
 partitions go.
+
+Bounded input: a message is validated against TOCSIN_MAX_MESSAGE_BYTES and
+TOCSIN_MAX_FUTURE_SKEW_S (schemas/validate.py). A record the producer or the broker refuses for
+good (too large: ``batches.refused_for_good``) is not a reason to read the same messages again
+and again: the reader reads again from the last commit, once, handling each message up to
+where it had read on its own, so the one whose record is refused is found, and that message
+goes to ``P.alerts.invalid`` with the reason.
 """
 
 from __future__ import annotations
@@ -38,10 +45,10 @@ from ..schemas.messages import (
     decision_record,
     delivery_id_for,
 )
-from ..schemas.validate import rejection, validate_raw
+from ..schemas.validate import InputLimits, rejection, validate_raw
 from ..streams import metrics
 from ..streams.app import Runtime
-from .batches import BatchSender, Outgoing
+from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
 from .reader import PartitionReader
 
@@ -50,6 +57,10 @@ log = logging.getLogger(__name__)
 BATCH = 2000
 #: longest the decisions and the throttle table's changelog records wait to be sent (HotReader)
 HOLD_S = 0.05
+#: and most bytes of them held
+HOLD_BYTES = 8 << 20
+#: most (severity, type) routes remembered: types are the producers' (64 characters at most)
+ROUTES_MAX = 1024
 
 
 class Throttle:
@@ -62,6 +73,7 @@ class Throttle:
         self.changelog_name = self.table.table.changelog_topic.get_topic_name()
         self.window = s.throttle_window_s
         self.partitions = s.partitions
+        self.limits = InputLimits(max_message_bytes=s.max_message_bytes, max_future_skew_s=s.max_future_skew_s)
         self.alerts_name = rt.topics.alerts.get_topic_name()
         self.keyed_name = rt.topics.alerts_keyed.get_topic_name()
         self.invalid_name = rt.topics.invalid.get_topic_name()
@@ -90,19 +102,30 @@ class Throttle:
         key = (severity, alert_type)
         r = self._routes.get(key)
         if r is None:
+            if len(self._routes) >= ROUTES_MAX:  # a producer inventing types: start again
+                self._routes.clear()
             r = self._routes[key] = route(severity, alert_type, self.rt.policy, self.enabled)
         return r
 
-    def reject(self, invalid: InvalidAlert, out: Outgoing) -> None:
-        self.invalid += 1
+    def reject(self, invalid: InvalidAlert, out: Outgoing, count: bool = True) -> None:
+        self.invalid += count
         log.warning("invalid alert from %s/%d@%d: %s", invalid.source.topic, invalid.source.partition,
                     invalid.source.offset, "; ".join(invalid.errors)[:300])
         key = invalid.key.encode() if invalid.key is not None else None
         out.append((self.invalid_name, key, dumps(invalid), None))
 
+    def refused(self, msg: Any, exc: BaseException) -> InvalidAlert:
+        """The rejection of a message a record made from which was refused for good."""
+        pos = SourcePosition(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        raw = msg.value if isinstance(msg.value, bytes) else None
+        why = (f"event: a record made from this message was refused for good ({type(exc).__name__}: {exc}); "
+               "it is not retried")
+        return rejection(raw, msg.key, pos, [why], self.limits.max_message_bytes)
+
     def process(self, msg: Any, out: Outgoing, now: dt.datetime) -> None:
         """One record (``topic``, ``partition``, ``offset``, ``key``, ``value``)."""
-        result = validate_raw(msg.value, msg.key, (msg.topic, msg.partition, msg.offset))
+        result = validate_raw(msg.value, msg.key, (msg.topic, msg.partition, msg.offset), now=now,
+                              limits=self.limits)
         if isinstance(result, InvalidAlert):
             self.reject(result, out)
             return
@@ -125,7 +148,8 @@ class Throttle:
             log.exception("throttle failed on %s/%s@%s", msg.topic, msg.partition, msg.offset)
             pos = SourcePosition(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             raw = msg.value if isinstance(msg.value, bytes) else None
-            self.reject(rejection(raw, msg.key, pos, [f"internal: {type(exc).__name__}: {exc}"[:500]]), out)
+            self.reject(rejection(raw, msg.key, pos, [f"internal: {type(exc).__name__}: {exc}"[:500]],
+                                  self.limits.max_message_bytes), out)
 
     def decide(self, event: AlertEvent, out: Outgoing, now: dt.datetime, partition: int) -> None:
         ts = event.epoch
@@ -185,6 +209,11 @@ class HotReader(PartitionReader):
         self.background = frozenset({throttle.decisions_name, throttle.changelog_name})
         self.held: Outgoing = []
         self.held_since = 0.0
+        self.held_bytes = 0
+        #: per partition, the offset below which messages are handled one at a time, each one's
+        #: records sent and waited for: set when a record was refused for good, to find the
+        #: message it was made from (read again from the last commit)
+        self.isolate: dict[TopicPartition, int] = {}
 
     async def started(self) -> None:
         self.sender = BatchSender(self.app.producer._ensure_producer())  # type: ignore[attr-defined]  # noqa: SLF001
@@ -192,6 +221,7 @@ class HotReader(PartitionReader):
     def reset(self) -> None:
         self.positions.clear()
         self.held.clear()  # not sent: what made them is read again from the committed offsets
+        self.held_bytes = 0
 
     def commit_due(self) -> bool:
         return bool(self.unacked or self.held) and (super().commit_due() or len(self.unacked) > 50_000)
@@ -202,8 +232,19 @@ class HotReader(PartitionReader):
         now = dt.datetime.now(dt.UTC)
         n = 0
         for tp, msgs in batch.items():
-            for msg in msgs:
-                throttle_.process_safely(msg, out, now)
+            upto = self.isolate.get(tp)
+            if upto is None:
+                for msg in msgs:
+                    throttle_.process_safely(msg, out, now)
+            else:
+                for msg in msgs:
+                    if msg.offset < upto:
+                        await self.handle_alone(msg, now)
+                    else:
+                        throttle_.process_safely(msg, out, now)
+                if msgs[-1].offset + 1 >= upto:
+                    del self.isolate[tp]
+                    log.info("hot reader: %s read again one message at a time up to %d; batches again", tp, upto)
             n += len(msgs)
             self.positions[tp] = msgs[-1].offset + 1
         metrics.events_in.inc(n)
@@ -213,14 +254,61 @@ class HotReader(PartitionReader):
         if not held:
             self.held_since = time.monotonic()
         for record in out:
-            (held if record[0] in background else urgent).append(record)
+            if record[0] in background:
+                held.append(record)
+                self.held_bytes += len(record[2])
+            else:
+                urgent.append(record)
         await self.send(urgent)
         await self.release_held()
 
+    async def handle_alone(self, msg: Any, now: dt.datetime) -> None:
+        """One message of a range read again after a refusal: its records sent on their own and
+        waited for. One refused for good sends the message to ``P.alerts.invalid`` with the
+        reason (and, refused too, the rejection without the raw bytes); other records it made
+        stay sent. A failure that may pass raises: the reader reads again from the last commit."""
+        out: Outgoing = []
+        self.throttle.process_safely(msg, out, now)
+        refused = await self.deliver(out)
+        if refused is None:
+            return
+        invalid = self.throttle.refused(msg, refused)
+        log.error("a record made from %s/%d@%d was refused for good (%s): the message is kept on %s",
+                  msg.topic, msg.partition, msg.offset, refused, self.throttle.invalid_name)
+        for attempt in (invalid, bare(invalid)):
+            kept: Outgoing = []
+            self.throttle.reject(attempt, kept, count=attempt is invalid)
+            again = await self.deliver(kept)
+            if again is None:
+                self.throttle.flush_metrics()
+                return
+            log.error("the rejection of %s/%d@%d (%d bytes) was refused too (%s)", msg.topic, msg.partition,
+                      msg.offset, len(kept[0][2]), again)
+        log.error("%s/%d@%d could not be kept anywhere; going on without it", msg.topic, msg.partition, msg.offset)
+        self.throttle.flush_metrics()
+
+    async def deliver(self, out: Outgoing) -> BaseException | None:
+        """Send ``out`` now and wait for every batch of it; the first refusal for good, or None.
+        A failure that may pass raises."""
+        if not out:
+            return None
+        sent = await self.sender.send(out)
+        results = await asyncio.gather(*(f for *_, f in sent), return_exceptions=True)
+        refused: BaseException | None = None
+        for entry, result in zip(sent, results, strict=True):
+            if not isinstance(result, BaseException):
+                self.unacked.append(entry)  # acknowledged: the commit reads the changelog's offsets
+            elif refused_for_good(result):
+                refused = refused or result
+            else:
+                raise result
+        return refused
+
     async def release_held(self, now: bool = False) -> None:
-        """Send the held records once the oldest is HOLD_S old (or ``now``)."""
-        if self.held and (now or time.monotonic() - self.held_since >= HOLD_S or len(self.held) > BATCH * 4):
-            held, self.held = self.held, []
+        """Send the held records once the oldest is HOLD_S old (or ``now``, or there are many)."""
+        if self.held and (now or time.monotonic() - self.held_since >= HOLD_S or len(self.held) > BATCH * 4
+                          or self.held_bytes > HOLD_BYTES):
+            held, self.held, self.held_bytes = self.held, [], 0
             await self.send(held)
 
     async def send(self, out: Outgoing) -> None:
@@ -249,8 +337,18 @@ class HotReader(PartitionReader):
         results = await asyncio.gather(*(f for *_, f in unacked), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
-            log.error("%d record batches failed (%s); reading again from the last committed offsets",
-                      len(failed), failed[0])
+            for_good = [r for r in failed if refused_for_good(r)]
+            if for_good:
+                # sending them again would fail again: read again, each message on its own,
+                # up to where this reader had read, to find the ones they were made from
+                for tp, offset in self.positions.items():
+                    self.isolate[tp] = max(offset, self.isolate.get(tp, 0))
+                log.error("%d record batches were refused for good (%s); reading again from the last committed "
+                          "offsets, one message at a time up to %s", len(for_good), for_good[0],
+                          {f"{tp.topic}/{tp.partition}": off for tp, off in self.isolate.items()})
+            else:
+                log.error("%d record batches failed (%s); reading again from the last committed offsets",
+                          len(failed), failed[0])
             self.stale = True
             return
         # as Faust's _on_changelog_sent: a RocksDB store remembers how far the changelog is in it
@@ -262,6 +360,13 @@ class HotReader(PartitionReader):
         for partition, offset in persisted.items():
             data.set_persisted_offset(TP(self.throttle.changelog_name, partition), offset)
         await self.commit_offsets(self.positions)
+
+
+def bare(invalid: InvalidAlert) -> InvalidAlert:
+    """A rejection without its raw bytes, for when the one with them was refused too."""
+    return invalid.model_copy(update={
+        "raw": "", "raw_encoding": "text", "raw_truncated": True,
+        "errors": [*invalid.errors, "event: the raw bytes are not kept: the rejection with them was refused too"]})
 
 
 def register(rt: Runtime) -> None:

@@ -30,7 +30,10 @@ def json_schema() -> dict:
     schema["title"] = "Tocsin AlertEvent"
     schema["description"] = (
         "An alert event on <prefix>.alerts, keyed by fingerprint. severity also accepts "
-        "'SEV1'..'SEV3'; event_timestamp must carry an offset; summary over 255 characters "
-        "is cut; details over 8 KiB are truncated."
+        "'SEV1'..'SEV3'; event_timestamp must carry an offset and be at most "
+        "TOCSIN_MAX_FUTURE_SKEW_S (300 s) ahead of the worker's clock; summary over 255 "
+        "characters is cut; details over 8 KiB are truncated; the fingerprint and resolves, "
+        "given or derived from the entity, are at most 512 characters; a message is at most "
+        "TOCSIN_MAX_MESSAGE_BYTES (64 KiB)."
     )
     return schema

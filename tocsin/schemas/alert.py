@@ -16,7 +16,16 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 KNOWN_TYPES = frozenset(
     {
@@ -43,6 +52,12 @@ DETAILS_MAX_BYTES = 8 * 1024
 DETAILS_MAX_KEYS = 20
 DETAILS_MAX_STRING = 512
 TOO_LARGE: dict[str, Any] = {"_truncated": True, "_error": "details too large"}
+#: longest entity field (account_id, symbol, strategy_id, run_id)
+ENTITY_MAX = 256
+#: longest source (the producing service)
+SOURCE_MAX = 255
+#: longest fingerprint and resolves, given or derived
+FINGERPRINT_MAX = 512
 
 
 _NUMBERS = (int, float)
@@ -51,10 +66,10 @@ _NUMBERS = (int, float)
 class Entity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    account_id: str | None = None
-    symbol: str | None = None
-    strategy_id: str | None = None
-    run_id: str | None = None
+    account_id: str | None = Field(default=None, max_length=ENTITY_MAX)
+    symbol: str | None = Field(default=None, max_length=ENTITY_MAX)
+    strategy_id: str | None = Field(default=None, max_length=ENTITY_MAX)
+    run_id: str | None = Field(default=None, max_length=ENTITY_MAX)
 
     @field_validator("account_id", "symbol", "strategy_id", "run_id", mode="before")
     @classmethod
@@ -84,6 +99,21 @@ def default_resolves(type_: str, fingerprint: str, entity: Entity | None, explic
     if explicit_fp and fingerprint.startswith(prefix):
         return problem + ":" + fingerprint[len(prefix) :]
     return default_fingerprint(problem, entity)
+
+
+def derived_too_long(value: str, what: str) -> str | None:
+    """Why a derived fingerprint or resolves is too long (None: it is not). Checked on the
+    value the event ends with, so no record is ever keyed by a longer one."""
+    if len(value) <= FINGERPRINT_MAX:
+        return None
+    return (f"{what} is {len(value):,} characters, over the {FINGERPRINT_MAX}-character limit; "
+            "shorten the entity fields or set fingerprint")
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr`` of a rejected value, cut: an error message never carries a megabyte input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def truncate_summary(text: str) -> str:
@@ -178,12 +208,12 @@ def parse_severity(v: Any) -> int:
             s = s[3:]
         if s in ("1", "2", "3"):
             return int(s)
-        raise ValueError(f"severity must be 1, 2 or 3 (or SEV1..SEV3), got {v!r}")
+        raise ValueError(f"severity must be 1, 2 or 3 (or SEV1..SEV3), got {short_repr(v)}")
     if isinstance(v, int) and v in (1, 2, 3):
         return v
     if isinstance(v, float) and v in (1.0, 2.0, 3.0):
         return int(v)
-    raise ValueError(f"severity must be 1, 2 or 3 (or SEV1..SEV3), got {v!r}")
+    raise ValueError(f"severity must be 1, 2 or 3 (or SEV1..SEV3), got {short_repr(v)}")
 
 
 def parse_timestamp(v: Any) -> dt.datetime:
@@ -197,9 +227,9 @@ def parse_timestamp(v: Any) -> dt.datetime:
         try:
             ts = dt.datetime.fromisoformat(text)
         except ValueError as exc:
-            raise ValueError(f"event_timestamp is not RFC 3339: {v!r}") from exc
+            raise ValueError(f"event_timestamp is not RFC 3339: {short_repr(v)}") from exc
         if "T" not in text.upper() and " " not in text:
-            raise ValueError(f"event_timestamp is not RFC 3339: {v!r}")
+            raise ValueError(f"event_timestamp is not RFC 3339: {short_repr(v)}")
     else:
         raise ValueError("event_timestamp must be an RFC 3339 string with an offset")
     if ts.tzinfo is None or ts.utcoffset() is None:
@@ -207,7 +237,7 @@ def parse_timestamp(v: Any) -> dt.datetime:
     try:
         return ts.astimezone(dt.UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 and the like: no UTC year 1..9999
-        raise ValueError(f"event_timestamp is out of range in UTC: {v!r}") from None
+        raise ValueError(f"event_timestamp is out of range in UTC: {short_repr(v)}") from None
 
 
 class AlertEvent(BaseModel):
@@ -219,13 +249,13 @@ class AlertEvent(BaseModel):
     type: str = Field(pattern=TYPE_RE.pattern, min_length=1, max_length=64)
     severity: Literal[1, 2, 3]
     event_timestamp: dt.datetime
-    fingerprint: str = Field(default="", max_length=512)
+    fingerprint: str = Field(default="", max_length=FINGERPRINT_MAX)
     entity: Entity = Field(default_factory=Entity)
     summary: str = Field(min_length=1)
     details: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = Field(default=None, max_length=255)
+    source: str | None = Field(default=None, max_length=SOURCE_MAX)
     action: Literal["trigger", "resolve"] = "trigger"
-    resolves: str | None = Field(default=None, max_length=512)
+    resolves: str | None = Field(default=None, max_length=FINGERPRINT_MAX)
     requires_action: bool = False
 
     @field_validator("severity", mode="before")
@@ -271,11 +301,22 @@ class AlertEvent(BaseModel):
 
     @model_validator(mode="after")
     def _defaults(self) -> AlertEvent:
+        # the derived values are checked as the given ones are: the entity fields are 256
+        # characters at most, but four of them joined are longer than a fingerprint may be
         explicit = bool(self.fingerprint)
+        errors: list[InitErrorDetails] = []
         if not explicit:
             self.fingerprint = default_fingerprint(self.type, self.entity)
-        if self.resolves is None:
+            why = derived_too_long(self.fingerprint, "the default fingerprint type:account_id:symbol:strategy_id")
+            if why:
+                errors.append(_error("fingerprint", why, self.fingerprint))
+        if self.resolves is None and not errors:
             self.resolves = default_resolves(self.type, self.fingerprint, self.entity, explicit)
+            why = derived_too_long(self.resolves or "", "the default resolves (the problem's fingerprint)")
+            if why:
+                errors.append(_error("resolves", why, self.resolves))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
     @property
@@ -286,6 +327,13 @@ class AlertEvent(BaseModel):
     @property
     def epoch(self) -> float:
         return self.event_timestamp.timestamp()
+
+
+def _error(field: str, message: str, value: Any) -> InitErrorDetails:
+    """A validation error of ``field`` (the model validator's own errors have no field)."""
+    cut = value[:100] if isinstance(value, str) else value
+    return InitErrorDetails(type=PydanticCustomError("too_long", "{why}", {"why": message}), loc=(field,),
+                            input=cut)
 
 
 def create_alert(

@@ -139,7 +139,10 @@ class SourcePosition(BaseModel):
 
 
 class InvalidAlert(BaseModel):
-    """A rejected message, kept with its raw bytes (``P.alerts.invalid``, original key)."""
+    """A rejected message, kept with its raw bytes (``P.alerts.invalid``, original key).
+
+    Bounded: the raw bytes kept are cut to TOCSIN_MAX_MESSAGE_BYTES (``raw_truncated``, with the
+    original size in ``raw_bytes``), the key to 512 characters (``key_truncated``)."""
 
     raw: str
     raw_encoding: Literal["text", "base64"]
@@ -147,6 +150,10 @@ class InvalidAlert(BaseModel):
     source: SourcePosition
     errors: list[str]
     received_at: dt.datetime = Field(default_factory=utcnow)
+    #: the size of the message's value as received
+    raw_bytes: int | None = None
+    raw_truncated: bool = False
+    key_truncated: bool = False
 
 
 def as_record(model: BaseModel) -> dict[str, Any]:

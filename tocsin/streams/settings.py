@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     throttle_window_s: int = Field(default=600, ge=1)
     throttle_expires_s: int = Field(default=7200, ge=1)
     table_store: Literal["memory", "rocksdb"] = "memory"
+    # bounded input (schemas/validate.py): an alert message's value, before it is parsed, and
+    # how far ahead of the worker's clock an event_timestamp may be (the past is not limited)
+    max_message_bytes: int = Field(default=65_536, ge=1024, le=64 << 20)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
 
     webhook_default_url: SecretStr | None = None
     webhook_default_secret: SecretStr | None = None
@@ -98,6 +102,8 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = Field(default=10.0, gt=0)
     #: commands read ahead per channel into the priority queue (SEV1 overtakes what is read)
     delivery_read_ahead: int = Field(default=20_000, ge=1)
+    #: and their bytes (keys and values): a channel's read-ahead stops at whichever comes first
+    delivery_read_ahead_bytes: int = Field(default=64 << 20, ge=1024)
     # recording
     record_batch_rows: int = Field(default=10_000, ge=1)
     record_batch_s: float = Field(default=1.0, gt=0)
