@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,10 +12,14 @@ from tocsin.errors import ConfigError
 from tocsin.streams.settings import load_settings
 from tocsin.streams.webauth import Surface, Tokens, check_exposure, decide, is_loopback, surface_of
 
-API, READ = "api-secret", "read-secret"
+API, READ, INGEST = "api-secret", "read-secret", "ingest-secret"
 BOTH = Tokens(API, READ)
 NONE = Tokens()
 H = {"Host": "127.0.0.1:6066"}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def bearer(t: str) -> dict[str, str]:
@@ -66,6 +72,23 @@ CASES = [
     ("GET", "/api/alerts", {"Host": "localhost:6066"}, NONE, 0),
     ("GET", "/api/alerts", {"Host": "[::1]:6066"}, NONE, 0),
     ("GET", "/api/alerts", {"Host": "tocsin.internal", "Authorization": f"Bearer {READ}"}, BOTH, 0),
+    # ingest (Alertmanager and PagerDuty clients): the ingest or the API token, bearer or basic
+    ("POST", "/api/v2/alerts", {**H, **JSON}, NONE, 403),
+    ("POST", "/api/v2/alerts", {**H, **JSON}, Tokens(ingest_open=True), 0),
+    ("POST", "/api/v2/alerts", {**H, **JSON}, Tokens(INGEST), 401),
+    ("POST", "/api/v2/alerts", {**bearer(INGEST), **JSON}, Tokens(INGEST), 0),
+    ("POST", "/api/v1/alerts", {**bearer(API), **JSON}, Tokens(API, ingest=INGEST), 0),
+    ("POST", "/v2/enqueue", {**bearer(READ), **JSON}, Tokens(API, READ, INGEST), 401),
+    ("POST", "/api/ingest/alertmanager", {**H, **JSON, "Authorization": "Basic " + b64(f"prom:{INGEST}")},
+     Tokens(ingest=INGEST), 0),
+    ("POST", "/api/ingest/alertmanager", {**H, **JSON, "Authorization": "Basic " + b64("prom:nope")},
+     Tokens(ingest=INGEST), 401),
+    ("POST", "/api/ingest/alertmanager", {**H, **JSON, "Authorization": "Basic !!"}, Tokens(ingest=INGEST), 401),
+    ("POST", "/api/v2/alerts", {**bearer(INGEST), "Content-Type": "text/plain", "Content-Length": "2"},
+     Tokens(ingest=INGEST), 415),
+    ("GET", "/api/v2/status", {**H}, BOTH, 0),
+    ("GET", "/-/ready", {**H}, BOTH, 0),
+    ("GET", "/-/healthy", {**H}, BOTH, 0),
 ]
 
 
@@ -73,7 +96,7 @@ CASES = [
 def test_decide(method: str, path: str, headers: dict[str, str], tokens: Tokens, status: int) -> None:
     verdict = decide(method, path, headers, tokens)
     assert verdict.status == status, verdict.error
-    assert API not in verdict.error and READ not in verdict.error
+    assert API not in verdict.error and READ not in verdict.error and INGEST not in verdict.error
 
 
 def test_allowed_hosts() -> None:
@@ -107,6 +130,11 @@ def test_a_wrong_token_reaches_only_open_surfaces(method: str, path: str, wrong:
 ])
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_open_ingest_is_honoured_on_loopback_only() -> None:
+    assert Tokens.of(load_settings(ingest_open=True)).ingest_open
+    assert not Tokens.of(load_settings(ingest_open=True, web_host="0.0.0.0", api_token="t")).ingest_open
 
 
 def test_a_worker_beyond_loopback_needs_the_api_token() -> None:

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     #: bearer token for reads only: the read API, the dashboard's data, analyst SQL
     read_token: SecretStr | None = None
+    #: bearer (or basic auth password) token of the Alertmanager/PagerDuty ingest endpoints
+    ingest_token: SecretStr | None = None
+    #: ingest without a token; honoured only on a loopback worker (what `make dev` runs)
+    ingest_open: bool = False
     #: Host header values the web server answers besides loopback names (DNS rebinding), comma-separated
     web_allowed_hosts: str = ""
     #: largest request body the web server reads
@@ -110,7 +114,8 @@ class Settings(BaseSettings):
     record_enabled: bool = True
 
     @field_validator("webhook_default_url", "slack_default_webhook", "telegram_bot_token",
-                     "smtp_password", "api_token", "read_token", "webhook_default_secret", mode="before")
+                     "smtp_password", "api_token", "read_token", "ingest_token", "webhook_default_secret",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v

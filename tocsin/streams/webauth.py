@@ -10,6 +10,10 @@ Surfaces:
   loopback worker with no token configured;
 - ``sql``: analyst SQL (``/api/sql``): the read or the API token, always one;
 - ``write``: lifecycle actions: the API token, always;
+- ``ingest``: alerts posted by Alertmanager and PagerDuty clients (``POST /api/v1/alerts``,
+  ``/api/v2/alerts``, ``/api/ingest/...``, ``/v2/enqueue``): the ingest or the API token, as a
+  bearer or as basic auth's password (Prometheus's ``alertmanager_config`` sends either);
+  with neither configured, open only with ``TOCSIN_INGEST_OPEN=true`` on a loopback worker;
 - ``admin``: everything else, Faust's views included: the API token, always.
 
 Cross-site requests are refused whatever the token: an ``Origin`` (or ``Sec-Fetch-Site:
@@ -20,6 +24,7 @@ token, a ``Host`` that is not a loopback name (DNS rebinding) nor listed in
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 import logging
@@ -42,10 +47,13 @@ class Surface(str, Enum):
     READ = "read"
     SQL = "sql"
     WRITE = "write"
+    INGEST = "ingest"
     ADMIN = "admin"
 
 
-OPEN_PATHS = frozenset({"/health", "/metrics", "/", "/api/openapi.json", "/favicon.ico"})
+OPEN_PATHS = frozenset({"/health", "/metrics", "/", "/api/openapi.json", "/favicon.ico",
+                        "/-/healthy", "/-/ready", "/api/v2/status"})
+INGEST_PATHS = frozenset({"/api/v1/alerts", "/api/v2/alerts", "/v2/enqueue"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -54,6 +62,8 @@ def surface_of(method: str, path: str) -> Surface:
     """The surface a request reaches (the path as the router sees it, decoded once)."""
     if path in OPEN_PATHS or path.startswith("/static/"):
         return Surface.OPEN
+    if path in INGEST_PATHS or path.startswith("/api/ingest/"):
+        return Surface.INGEST if method != "GET" else Surface.READ
     if path == "/api/sql" or path.startswith("/api/sql/"):
         return Surface.SQL
     if path == "/api/alerts" or path.startswith("/api/alerts/"):
@@ -67,14 +77,21 @@ def surface_of(method: str, path: str) -> Surface:
 class Tokens:
     api: str | None = None
     read: str | None = None
+    ingest: str | None = None
+    #: ingest without a token (TOCSIN_INGEST_OPEN=true; only honoured on a loopback worker)
+    ingest_open: bool = False
 
     @classmethod
     def of(cls, s: Settings) -> Tokens:
-        return cls(s.api_token.get_secret_value() if s.api_token else None,
-                   s.read_token.get_secret_value() if s.read_token else None)
+        def secret(v: Any) -> str | None:
+            return v.get_secret_value() if v else None
+
+        return cls(secret(s.api_token), secret(s.read_token), secret(s.ingest_token),
+                   s.ingest_open and is_loopback(s.web_host))
 
     @property
     def configured(self) -> bool:
+        """A read or an API token is set: reads need one (the ingest token opens only ingest)."""
         return bool(self.api or self.read)
 
 
@@ -91,10 +108,20 @@ class Verdict:
 ALLOW = Verdict(0)
 
 
-def _given(headers: Mapping[str, str]) -> str | None:
+def _given(headers: Mapping[str, str], basic: bool = False) -> str | None:
+    """The bearer token, or (``basic``) basic auth's password, of a request."""
     auth = headers.get("Authorization") or headers.get("authorization") or ""
     scheme, _, value = auth.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return value
+    if basic and scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
 
 
 def _same(given: str, expected: str | None) -> bool:
@@ -145,6 +172,8 @@ def decide(method: str, path: str, headers: Mapping[str, str], tokens: Tokens,
             return Verdict(415, "the body must be JSON (Content-Type: application/json)")
     if surface is Surface.OPEN:
         return ALLOW
+    if surface is Surface.INGEST:
+        return _ingest(headers, tokens)
     given = _given(headers)
     is_api = given is not None and _same(given, tokens.api)
     is_read = given is not None and (is_api or _same(given, tokens.read))
@@ -167,6 +196,18 @@ def decide(method: str, path: str, headers: Mapping[str, str], tokens: Tokens,
     if is_read:
         return Verdict(403, "the read token may not do this: the API token is required")
     return Verdict(401, "a valid bearer token is required (TOCSIN_API_TOKEN)")
+
+
+def _ingest(headers: Mapping[str, str], tokens: Tokens) -> Verdict:
+    given = _given(headers, basic=True)
+    if given is not None and (_same(given, tokens.ingest) or _same(given, tokens.api)):
+        return ALLOW
+    if tokens.ingest is None and tokens.api is None:
+        if tokens.ingest_open:
+            return ALLOW
+        return Verdict(403, "ingest is disabled: set TOCSIN_INGEST_TOKEN on the worker "
+                            "(or TOCSIN_INGEST_OPEN=true on a loopback worker)")
+    return Verdict(401, "a valid ingest token is required (TOCSIN_INGEST_TOKEN, bearer or basic auth)")
 
 
 def check_exposure(s: Settings) -> None:
