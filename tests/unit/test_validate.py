@@ -313,7 +313,8 @@ def test_ten_thousand_unknown_fields_make_a_few_error_lines() -> None:
     doc = {**VALID, **{f"field_{i}_" + "x" * 400: i for i in range(10_000)}}
     result = check(orjson.dumps(doc), limits=InputLimits(max_message_bytes=8 << 20))
     assert isinstance(result, InvalidAlert)
-    assert result.errors[0].startswith("field_0_xxx") and result.errors[0].endswith("...")
+    # the field's name cut, so the line keeps room for why
+    assert result.errors[0] == "field_0_" + "x" * 53 + "...: Extra inputs are not permitted"
     assert bound_errors([f"e{i}" for i in range(10_000)]) == [f"e{i}" for i in range(20)] + [
         "event: ... and 9,980 more errors"]
 

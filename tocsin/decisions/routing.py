@@ -170,8 +170,14 @@ def load_policy(path: Path | None) -> RoutingPolicy:
         doc = tomllib.loads(p.read_text("utf-8"))
     except FileNotFoundError:
         raise RoutingError("TOCSIN_ROUTING_FILE", f"no such file: {p}") from None
+    except OSError as exc:  # a directory, no permission
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"cannot read {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: arrays or tables nested too deeply") from None
     return parse_policy(doc)
 
 

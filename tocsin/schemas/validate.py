@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
-from .alert import FINGERPRINT_MAX, AlertEvent
+from .alert import FINGERPRINT_MAX, AlertEvent, short_repr
 from .messages import NAMESPACE, InvalidAlert, SourcePosition
 
 #: most errors a rejection lists (then "... and N more")
@@ -42,14 +43,32 @@ class InputLimits:
 DEFAULT_LIMITS = InputLimits()
 
 
+_NAME = re.compile(r"[\w-]+")
+
+
+def _loc_part(part: Any) -> str:
+    """A field name as it is, cut to 64 characters; any other key (a producer's unknown field
+    named " " or holding a newline) quoted, so the error line says which it is, stays one line
+    and keeps room for why."""
+    text = str(part)
+    if _NAME.fullmatch(text):
+        return text if len(text) <= 64 else text[:61] + "..."
+    return short_repr(text, 64)
+
+
+def _printable(text: str) -> str:
+    """A message as one printable line: pydantic's may quote the input ("found `\\r` at 0")."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_errors(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "event"
+        loc = ".".join(_loc_part(p) for p in err.get("loc", ())) or "event"
         msg = err.get("msg", "invalid")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        out.append(f"{loc}: {msg}")
+        out.append(f"{loc}: {_printable(msg)}")
     return bound_errors(out or [str(exc)])
 
 

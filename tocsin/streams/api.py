@@ -58,7 +58,8 @@ def parse_filters(q: Any) -> dict[str, Any]:
         bad = [x for x in wanted if x not in STATUSES]
         if bad:
             raise BadRequest(f"status: {bad[0]!r} is not one of {', '.join(STATUSES)}")
-        f["status"] = set(wanted)
+        if wanted:  # "status=," names none: no filter, as "status=" (an empty set matched nothing)
+            f["status"] = set(wanted)
     for name in ("type", "symbol", "strategy_id"):
         if q.get(name):
             f[name] = str(q[name])
