@@ -58,12 +58,8 @@ MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, ignored_auth]
 
-#: what this test found, each to be fixed in the module it names; strict, so the mark has to go
-#: once the fix lands (the requests are pinned in test_a_malformed_named_query_is_refused)
-FOUND = {
-    "POST /api/sql": pytest.mark.xfail(strict=True, reason=(
-        "500 on a named query's malformed input: streams/sqlapi.py, infra/clickhouse/queries.py")),
-}
+#: what this test found and was fixed: (operation label) → mark; empty while none is open
+FOUND: dict[str, Any] = {}
 
 ALERTS = [
     dict(type="kill_switch_activated", severity=1, summary="kill switch A1", fingerprint="ks:A1", account_id="A1"),
@@ -210,11 +206,10 @@ MALFORMED_NAMED_QUERIES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="answers 500: streams/sqlapi.py, infra/clickhouse/queries.py")
 @pytest.mark.parametrize("body", MALFORMED_NAMED_QUERIES)
 def test_a_malformed_named_query_is_refused(api_worker: WorkerProcess, body: dict[str, Any]) -> None:
     """Found by the fuzzing above: each answered 500 (a TypeError, AttributeError or
-    OverflowError escaping the view)."""
+    OverflowError escaping the view); now a 400 with the reason."""
     async def post() -> tuple[int, str]:
         async with aiohttp.ClientSession() as s, s.post(
                 f"{api_worker.url}/api/sql", json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as r:

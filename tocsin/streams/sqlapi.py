@@ -33,15 +33,17 @@ def register(rt: Any) -> None:
         try:
             body = orjson.loads(await request.read())
             name, params, text = body.get("name"), body.get("params") or {}, body.get("sql")
-            if not (isinstance(text, str) or isinstance(name, str)) or not isinstance(params, dict):
+            if name is not None and not isinstance(name, str) or text is not None and not isinstance(text, str):
+                raise TypeError
+            if (name is None) == (text is None) or not isinstance(params, dict):
                 raise TypeError
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             return _json(web, {"error": "expected a JSON body {\"sql\": \"SELECT ...\"} or {\"name\": ..., \"params\": {...}}"}, 400)
         from ..infra.clickhouse.queries import run_query
 
         try:
-            if name:
-                columns, rows = await asyncio.to_thread(run_query, store, name, **params)
+            if name is not None:
+                columns, rows = await asyncio.to_thread(run_query, store, name, None, **params)
             else:
                 columns, rows = await asyncio.to_thread(store.query_readonly, text, rt.settings.sql_limits)
         except (ValueError, KeyError, FileNotFoundError) as exc:

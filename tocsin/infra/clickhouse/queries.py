@@ -72,11 +72,14 @@ def _utc(value: Any, name: str) -> dt.datetime:
         text = value.strip()
         try:
             value = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(f"{name}: not an ISO 8601 time: {value!r}") from None
     if not isinstance(value, dt.datetime):
         raise ValueError(f"{name}: expected a datetime, got {type(value).__name__}")
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    try:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last representable UTC time
+        raise ValueError(f"{name}: out of range: {value.isoformat()}") from None
 
 
 def _coerce(name: str, ctype: str, value: Any) -> Any:
@@ -100,7 +103,7 @@ def _coerce(name: str, ctype: str, value: Any) -> Any:
     return value
 
 
-def bind_params(name: str, now: dt.datetime | None = None, **params: Any) -> dict[str, Any]:
+def bind_params(name: str, now: dt.datetime | None = None, /, **params: Any) -> dict[str, Any]:
     """The full, typed parameters of query ``name``: ``params`` over the defaults."""
     wanted = query_params(name)
     unknown = set(params) - set(wanted)
@@ -121,7 +124,7 @@ def bind_params(name: str, now: dt.datetime | None = None, **params: Any) -> dic
     return out
 
 
-def run_query(store: Store, name: str, now: dt.datetime | None = None, **params: Any) -> tuple[list[str], Rows]:
+def run_query(store: Store, name: str, now: dt.datetime | None = None, /, **params: Any) -> tuple[list[str], Rows]:
     """Run analyst query ``name``; returns (column names, rows)."""
     return store.query(load_query(name), bind_params(name, now, **params))
 
