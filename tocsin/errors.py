@@ -6,10 +6,15 @@
      ├── BrokerError            the embedded broker could not start or be reached
      ├── StoreError             ClickHouse could not be reached or refused a statement
      │    └── ReadOnlyError     a write statement given to the read-only `tocsin sql`
-     └── DeliveryError          a channel failed in a way its result cannot carry
+     ├── DeliveryError          a channel failed in a way its result cannot carry
+     └── OutboxError            a record was not acknowledged by the broker (agents/outbox.py)
+          ├── RecordRefused     refused for good (too large, corrupt): never sent again
+          └── OutboxStopped     the worker stopped first: what made it stays unacknowledged
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TocsinError(Exception):
@@ -39,4 +44,25 @@ class ReadOnlyError(StoreError):
 
 
 class DeliveryError(TocsinError):
+    pass
+
+
+class OutboxError(TocsinError):
+    pass
+
+
+class RecordRefused(OutboxError):
+    """Records refused for good; ``refused`` maps each one's index in the call to its error.
+    Every other record of the call was acknowledged: ``acked`` holds where each went (None for
+    the refused)."""
+
+    def __init__(self, refused: dict[int, BaseException], acked: list[Any] | None = None) -> None:
+        first = next(iter(refused.values()))
+        super().__init__(f"{len(refused)} record(s) refused for good by the producer or the broker "
+                         f"({type(first).__name__}: {first}); they are not sent again")
+        self.refused = refused
+        self.acked: list[Any] = acked if acked is not None else []
+
+
+class OutboxStopped(OutboxError):
     pass

@@ -5,7 +5,7 @@ through the ``Recorder`` (which hands ClickHouse the message bytes to parse), an
 commit a batch's offsets only after its insert succeeded. ClickHouse unreachable or failing: the Recorder backs off and retries the
 same batch (nothing is lost; a retried batch carries the same deduplication token), while
 the other agents, delivery included, go on. A malformed message is kept on ``P.dlq`` with
-its reason.
+its reason, acknowledged by the broker before its batch's offsets are released.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import random
 from typing import Any
 
-from ..errors import StoreError, TocsinError
+from ..errors import OutboxStopped, RecordRefused, StoreError, TocsinError
 from ..schemas.codec import dumps
 from ..schemas.validate import raw_text
 from ..streams import metrics
@@ -96,18 +96,38 @@ def register(rt: Runtime) -> None:
         holder["r"] = await open_recorder(rt)
         opened.set()
 
+    dlq_name = topics.dlq.get_topic_name()
+
+    def reject_entry(r: Reject, keep_raw: bool = True) -> bytes:
+        raw = bytes(r.value) if isinstance(r.value, bytes | bytearray) else dumps(r.value)
+        text, enc = raw_text(raw) if keep_raw else ("", "text")
+        return dumps({"error": f"record {r.kind}: {r.error}", "kind": r.kind, "raw": text, "raw_encoding": enc,
+                      **({} if keep_raw else {"raw_truncated": True, "raw_size": len(raw)})})
+
     async def recorded(rejects: list[Reject], events: list[Any]) -> None:
-        """A batch is in ClickHouse: keep its rejects on the DLQ, then release its offsets."""
-        for r in rejects:
-            try:
-                raw = bytes(r.value) if isinstance(r.value, bytes | bytearray) else dumps(r.value)
-                text, enc = raw_text(raw)
-                await topics.dlq.send(key=None, value={"error": f"record {r.kind}: {r.error}",
-                                                       "kind": r.kind, "raw": text, "raw_encoding": enc})
-            except Exception:
-                log.exception("could not keep a rejected %s message", r.kind)
+        """A batch is in ClickHouse: keep its rejects on the DLQ, then release its offsets, once
+        the broker acknowledged the rejects (a stop first leaves the batch uncommitted)."""
+        try:
+            await keep_rejects(rejects)
+        except OutboxStopped as exc:
+            log.warning("record: %s", exc)
+            return
         for ev in events:
             ev.ack()
+
+    async def keep_rejects(rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        try:
+            await rt.outbox.send_many([(dlq_name, None, reject_entry(r), None) for r in rejects])
+        except RecordRefused as exc:  # too large with their bytes: kept without them
+            log.error("%d rejected message(s) refused for good on the DLQ (%s); kept without their bytes",
+                      len(exc.refused), exc)
+            try:
+                await rt.outbox.send_many([(dlq_name, None, reject_entry(rejects[i], keep_raw=False), None)
+                                           for i in exc.refused])
+            except RecordRefused:
+                log.exception("rejected messages could not be kept on the DLQ at all")
 
     @app.agent(source, name=f"{prefix}.record", concurrency=1)
     async def record(stream: Any) -> None:

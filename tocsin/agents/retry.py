@@ -2,8 +2,9 @@
 then sends them back to ``P.deliveries.<channel>``.
 
 No consuming loop sleeps: the agent reads every waiting command into a heap ordered by due
-time and a timer releases the due ones; each event is acknowledged only after its command was
-re-published, so a crash re-reads what was waiting (the delivery table drops repeats).
+time and a timer releases the due ones, all at once; each event is acknowledged only after
+the broker acknowledged its re-published command (agents/outbox.py), so a crash, or a broker
+that refuses or stalls, re-reads what was waiting (the delivery table drops repeats).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..errors import OutboxStopped, RecordRefused
 from ..schemas.messages import DeliveryCommand
 from ..streams import metrics
 from ..streams.app import Runtime
 from .common import decode, keep_bad
+from .outbox import record
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
@@ -33,17 +36,27 @@ def register(rt: Runtime) -> None:
     wake = asyncio.Event()
 
     async def release_due() -> None:
+        """Re-publish every due command at once, then acknowledge their events: only once the
+        broker acknowledged the commands (the Outbox sends again until it does). A command
+        the broker refuses for good is kept on the DLQ instead."""
         now = dt.datetime.now(dt.UTC).timestamp()
+        due: list[tuple[DeliveryCommand, Any]] = []
         while heap and heap[0][0] <= now:
             _, _, cmd, event = heapq.heappop(heap)
+            due.append((cmd, event))
+        if due:
+            records = [record(rt.topics.deliveries[cmd.channel].get_topic_name(), cmd.delivery_id,
+                              cmd.model_copy(update={"not_before": None})) for cmd, _ in due]
+            refused: dict[int, BaseException] = {}
             try:
-                topic = rt.topics.deliveries[cmd.channel]
-                await topic.send(key=cmd.delivery_id, value=cmd.model_copy(update={"not_before": None}))
-            except Exception:
-                log.exception("could not re-publish %s; it stays waiting", cmd.delivery_id)
-                heapq.heappush(heap, (now + 1.0, next(seq), cmd, event))
-                break
-            event.ack()
+                await rt.outbox.send_many(records)
+            except RecordRefused as exc:
+                refused = exc.refused
+            for i, (cmd, event) in enumerate(due):
+                if i in refused:
+                    await keep_bad(rt, event, f"retry: re-publishing {cmd.delivery_id} was refused for good: "
+                                              f"{type(refused[i]).__name__}: {refused[i]}")
+                event.ack()
         metrics.retries_pending.set(len(heap))
 
     source = app.topic(rt.topics.retry.get_topic_name(), key_serializer="raw", value_serializer="raw",
@@ -54,11 +67,14 @@ def register(rt: Runtime) -> None:
         async for event in stream.noack().events():
             try:
                 cmd = DeliveryCommand.model_validate(decode(event.value))
+                if cmd.channel not in rt.topics.deliveries:
+                    raise ValueError(f"no channel {cmd.channel!r} (destination {cmd.destination!r})")
             except (ValidationError, TypeError, ValueError) as exc:
                 try:
                     await keep_bad(rt, event, f"invalid delivery command: {exc}")
-                finally:
-                    event.ack()
+                except OutboxStopped:  # not kept: unacknowledged, read again
+                    return
+                event.ack()
                 continue
             due = cmd.not_before.timestamp() if cmd.not_before else 0.0
             heapq.heappush(heap, (due, next(seq), cmd, event))
@@ -74,4 +90,8 @@ def register(rt: Runtime) -> None:
             except TimeoutError:
                 pass
             wake.clear()
-            await release_due()
+            try:
+                await release_due()
+            except OutboxStopped as exc:  # the worker stops: what was due is read again
+                log.warning("retry: %s", exc)
+                return

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from ..agents.channels import Channel, build_channels
+from ..agents.outbox import Outbox
 from ..decisions.routing import RoutingPolicy, load_policy
 from ..infra.kafka import broker_credentials, client_kwargs
 from ..schemas import codec as _codec  # noqa: F401  (registers the "tocsin" codec)
@@ -35,6 +36,9 @@ class Runtime:
     tables: Tables
     policy: RoutingPolicy
     channels: dict[str, Channel]
+    #: every record whose loss would lose a notification or a record goes out through it,
+    #: acknowledged by the broker before the offset that made it is committed (agents/outbox.py)
+    outbox: Outbox
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -203,6 +207,9 @@ def make_faust_app(s: Settings) -> faust.App:
         # _true_highwaters): a false alarm must not stop notifications
         recovery_consistency_check=False,
         producer_linger_ms=1,
+        # how long a produce request (and a batch in the producer) waits for the broker before it
+        # fails; the Outbox sends it again (Faust: 20 minutes, a stalled broker went unnoticed)
+        producer_request_timeout=s.producer_request_timeout_s,
         # the throttle hands whole record batches to the producer (agents/batches.py)
         producer_max_batch_size=256 * 1024,
         web_enabled=True,
@@ -230,7 +237,7 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
                          settings.throttle_expires_s, settings.partitions)
     policy = load_policy(settings.routing_file)
     channels = build_channels(settings, policy)
-    rt = Runtime(settings, app, topics, tables, policy, channels)
+    rt = Runtime(settings, app, topics, tables, policy, channels, Outbox.for_app(app))
 
     from ..agents import deliver, lifecycle, retry, throttle
     from ..agents import record as record_agent

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     throttle_window_s: int = Field(default=600, ge=1)
     throttle_expires_s: int = Field(default=7200, ge=1)
     table_store: Literal["memory", "rocksdb"] = "memory"
+    # bounded state (decisions/retention.py): a resolved or dismissed status is forgotten this
+    # long after it was closed (ClickHouse keeps it); a delivery state this long after it was
+    # written: unset, throttle_expires_s + 2 days (the longest retry schedule is far shorter)
+    status_retention_s: int = Field(default=7 * 86400, ge=1)
+    delivery_state_retention_s: int | None = Field(default=None, ge=1)
     # bounded input (schemas/validate.py): an alert message's value, before it is parsed, and
     # how far ahead of the worker's clock an event_timestamp may be (the past is not limited)
     max_message_bytes: int = Field(default=65_536, ge=1024, le=64 << 20)
@@ -67,6 +72,9 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
+    #: the Events API v2 routing key (integration key) of the ``pagerduty:default`` destination
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_api_base: str = "https://events.pagerduty.com"
 
     file_channel_path: Path | None = None
     console_enabled: bool = True
@@ -79,6 +87,9 @@ class Settings(BaseSettings):
     ingest_token: SecretStr | None = None
     #: ingest without a token; honoured only on a loopback worker (what `make dev` runs)
     ingest_open: bool = False
+    #: requests a second each ingest client may send (its address and credential), and at once
+    ingest_rate_per_s: float = Field(default=50.0, gt=0, le=1_000_000)
+    ingest_burst: int = Field(default=200, ge=1, le=1_000_000)
     #: Host header values the web server answers besides loopback names (DNS rebinding), comma-separated
     web_allowed_hosts: str = ""
     #: largest request body the web server reads
@@ -100,6 +111,11 @@ class Settings(BaseSettings):
     #: alert's way to its receiver, and the embedded broker's fetches cost more the longer a
     #: partition is, so these wait longer (BENCHMARKS.md)
     background_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+    #: how long the producer waits for the broker to acknowledge a request before it fails (and
+    #: the Outbox sends it again: agents/outbox.py)
+    producer_request_timeout_s: float = Field(default=40.0, gt=0, le=3600)
+    #: how long the lifecycle API waits for the broker's acknowledgement before it answers 503
+    api_ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
 
     # delivery
     delivery_concurrency: int = Field(default=64, ge=1, le=4096)
@@ -115,7 +131,7 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_default_url", "slack_default_webhook", "telegram_bot_token",
                      "smtp_password", "api_token", "read_token", "ingest_token", "webhook_default_secret",
-                     mode="before")
+                     "pagerduty_routing_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v
@@ -165,6 +181,13 @@ class Settings(BaseSettings):
 
         return SqlLimits(self.sql_max_execution_s, self.sql_max_result_rows,
                          self.sql_max_result_bytes, self.sql_max_memory_bytes)
+
+    @property
+    def delivery_state_retention(self) -> int:
+        """``TOCSIN_DELIVERY_STATE_RETENTION_S``, or throttle_expires_s + 2 days."""
+        if self.delivery_state_retention_s is not None:
+            return self.delivery_state_retention_s
+        return self.throttle_expires_s + 2 * 86400
 
     @property
     def file_path(self) -> Path:
