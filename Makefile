@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install lint bench clean browser
+.PHONY: dev test install lint bench clean browser prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,14 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "chromium not installed: the browser test will be skipped")
 
-test: $(STAMP) browser
+# Debian's Prometheus 2.x and Alertmanager 0.25 for the ingest tests with the real clients.
+prometheus:
+	@(command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1) || \
+		(command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null) || \
+		echo "prometheus and prometheus-alertmanager not installed: the Prometheus and Alertmanager tests will be skipped")
+
+test: $(STAMP) browser prometheus
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: $(STAMP)

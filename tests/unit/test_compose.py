@@ -105,3 +105,80 @@ def test_host_ports_are_published_on_loopback_only() -> None:
     for name, service in compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+# --------------------------------------------------------------------------- Grafana
+
+GRAFANA_SECRETS = ("GRAFANA_ADMIN_PASSWORD", "CLICKHOUSE_GRAFANA_PASSWORD")
+DATASOURCE_FILE = ROOT / "docker/grafana/provisioning/datasources/clickhouse.yaml"
+DASHBOARD_FILE = ROOT / "docker/grafana/dashboards/tocsin.json"
+
+
+def test_grafana_is_provisioned_with_the_clickhouse_plugin() -> None:
+    services = compose()["services"]
+    g = services["grafana"]
+    assert g["image"].startswith("grafana/grafana:")
+    assert g["environment"]["GF_INSTALL_PLUGINS"].startswith("grafana-clickhouse-datasource ")
+    assert g["environment"]["GF_USERS_ALLOW_SIGN_UP"] == "false" and g["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    mounts = {v.split(":")[1]: ROOT / v.split(":")[0] for v in g["volumes"]}
+    assert mounts["/etc/grafana/provisioning"].is_dir() and mounts["/var/lib/grafana/dashboards"].is_dir()
+    assert g["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == "/var/lib/grafana/dashboards/tocsin.json"
+    ch = {v.split(":")[1]: ROOT / v.split(":")[0] for v in services["clickhouse"]["volumes"]}
+    assert ch["/etc/clickhouse-server/users.d/grafana.xml"].is_file()
+
+
+@pytest.mark.parametrize(("missing", "service"), [(s, svc) for s in GRAFANA_SECRETS for svc in ("grafana", "clickhouse")
+                                                  if not (s == "GRAFANA_ADMIN_PASSWORD" and svc == "clickhouse")])
+def test_compose_refuses_to_start_grafana_without_its_secrets(missing: str, service: str) -> None:
+    env = {name: "x" * 32 for name in (*SECRETS, *GRAFANA_SECRETS) if name != missing}
+    values = compose()["services"][service]["environment"].values()
+    with pytest.raises(Unset, match=missing):
+        [interpolate(str(v), env) for v in values]
+    with pytest.raises(Unset, match=missing):
+        [interpolate(str(v), {**env, missing: ""}) for v in values]
+
+
+def test_grafana_reads_clickhouse_as_a_read_only_user_whose_password_is_not_in_any_file() -> None:
+    import xml.etree.ElementTree as ET
+
+    ds = yaml.safe_load(DATASOURCE_FILE.read_text())["datasources"]
+    (source,) = ds
+    assert source["type"] == "grafana-clickhouse-datasource" and source["uid"] == "tocsin-clickhouse"
+    assert source["jsonData"]["host"] == "clickhouse" and source["jsonData"]["defaultDatabase"] == "tocsin"
+    assert source["secureJsonData"]["password"] == "${CLICKHOUSE_GRAFANA_PASSWORD}"  # Grafana reads the env
+    user = source["jsonData"]["username"]
+    users = ET.parse(ROOT / "docker/clickhouse/users.d/grafana.xml").getroot()
+    u = users.find(f"users/{user}")
+    assert u is not None
+    password = u.find("password")
+    assert password is not None and password.get("from_env") == "CLICKHOUSE_GRAFANA_PASSWORD" and not password.text
+    profile = users.find(f"profiles/{u.findtext('profile')}")
+    assert profile is not None and profile.findtext("readonly") == "1"
+    assert [d.text for d in u.findall("allow_databases/database")] == ["tocsin"]
+
+
+def test_the_dashboard_is_made_from_the_named_queries() -> None:
+    """Every panel reads the provisioned data source; every table's SQL is a named query with the
+    time picker's macros (the time series are run on chdb: tests/integration/test_grafana_queries.py);
+    the file is what ``python -m tocsin.infra.grafana`` writes, so it cannot drift from the queries."""
+    import json
+
+    from tocsin.infra import grafana
+    from tocsin.infra.clickhouse.queries import query_names
+
+    board = json.loads(DASHBOARD_FILE.read_text())
+    assert DASHBOARD_FILE.read_text() == grafana.render()
+    series = {sql for _, sql, _ in grafana.SERIES}
+    named = {grafana.panel_sql(n): n for n in query_names() if n not in ("alerts_filtered", "attempts_of_alert")}
+    covered = set()
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "tocsin-clickhouse"
+        (target,) = panel["targets"]
+        assert target["datasource"]["uid"] == "tocsin-clickhouse" and target["editorType"] == "sql"
+        sql = target["rawSql"]
+        assert sql in named or sql in series, panel["title"]
+        assert "{" not in sql.replace("{}", ""), "an unfilled query parameter"
+        covered.add(named.get(sql, "series"))
+    # volumes by severity and type, noise, delivery success and latency per channel, failing destinations
+    assert covered >= {"totals_24h_by_severity", "totals_24h_by_type", "noisiest_fingerprints",
+                       "delivery_success_rate", "latency_by_channel", "failing_destinations", "series"}

@@ -119,6 +119,9 @@ def dev(loglevel: str = typer.Option("info")) -> None:
     from ..infra.redact import redact_url
 
     os.environ.setdefault("TOCSIN_FILE_CHANNEL_PATH", str(Path(".tocsin/notifications.jsonl").resolve()))
+    # Prometheus and Alertmanager can post to the loopback worker out of the box (ignored on any
+    # other address: webauth.py)
+    os.environ.setdefault("TOCSIN_INGEST_OPEN", "true")
     s = embedded_settings_or_fail()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -27,6 +27,13 @@ dlq_total = Counter("tocsin_dlq_total", "Commands sent to the dead-letter topic"
                     registry=REGISTRY)
 retries_pending = Gauge("tocsin_retries_pending", "Delivery commands waiting for their retry time",
                         registry=REGISTRY)
+#: labels: destination names from the routing file (``webhook:default``), never a URL
+circuit_breaker_state = Gauge("tocsin_circuit_breaker_state",
+                              "Each destination's circuit breaker: 0 closed, 1 half-open, 2 open",
+                              ["destination"], registry=REGISTRY)
+deliveries_deferred = Counter("tocsin_deliveries_deferred_total",
+                              "Delivery commands deferred through the retry topic without an attempt spent",
+                              ["channel", "reason"], registry=REGISTRY)
 delivery_queue = Gauge("tocsin_delivery_queue", "Delivery commands read and waiting for a sender",
                        ["channel"], registry=REGISTRY)
 consumer_lag = Gauge("tocsin_consumer_lag", "Messages behind the end of each consumed topic",
@@ -38,3 +45,7 @@ record_failures = Counter("tocsin_record_failures_total", "Failed ClickHouse ins
                           registry=REGISTRY)
 lifecycle_actions = Counter("tocsin_lifecycle_actions_total", "On-call actions through the API", ["action"],
                             registry=REGISTRY)
+ingest_requests = Counter("tocsin_ingest_requests_total", "Requests to the HTTP ingest endpoints by way in and answer",
+                          ["way", "code"], registry=REGISTRY)
+ingest_alerts = Counter("tocsin_ingest_alerts_total", "Alerts received on the HTTP ingest endpoints",
+                        ["way", "outcome"], registry=REGISTRY)
