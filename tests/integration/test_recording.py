@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import aiohttp
 import pytest
 
 from tocsin.infra.broker import free_port
@@ -144,6 +145,36 @@ async def test_clickhouse_failures_lose_nothing_and_delivery_goes_on(
     assert await wait_count(env, "SELECT count() FROM tocsin.alerts FINAL", n_alerts) == n_alerts
     log = w.log_tail(400)
     assert "retrying" in log and "no_such_table_injected_fault" in log
+
+
+async def test_clickhouse_down_60_s_loses_nothing_and_delivery_goes_on(
+        stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
+    """ClickHouse refuses every insert for 60 s (issue #15's fault): alerts are delivered
+    meanwhile, the worker stays healthy, and once it answers every decision and attempt is
+    recorded exactly once."""
+    outage = stack.tmp / "clickhouse-down"
+    outage.touch()
+    env = {**recording_env(stack, webhook, smtp, free_port()), "TOCSIN_RECORD_INJECT_OUTAGE_FILE": str(outage)}
+    w = WorkerProcess(env, stack.tmp / "outage.log").start()
+    stack.workers.append(w)
+    await w.wait_ready()
+    started = time.monotonic()
+    await run_flow(stack)
+    await webhook.wait_for(lambda r: len(r) >= 2)  # delivery does not wait for ClickHouse
+    attempts = await read_topic(stack.bootstrap, stack.topic("attempts"), timeout=40,
+                                until=lambda ms: sum(m["value"]["channel"] == "webhook" for m in ms) >= 2)
+    assert (await sql_json(env, "SELECT count() AS n FROM tocsin.alerts"))[0]["n"] == 0  # still down
+    await asyncio.sleep(max(0.0, 60.0 - (time.monotonic() - started)))
+    async with aiohttp.ClientSession() as s, s.get(w.url + "/health") as r:
+        assert r.status == 200  # healthy through the outage
+    outage.unlink()
+    n_alerts = sum(n for *_, n in FLOW) + 1
+    assert await wait_count(env, "SELECT count() FROM tocsin.alerts FINAL", n_alerts, timeout=60) == n_alerts
+    rows = await sql_json(env, "SELECT count() AS n, uniqExact(alert_id) AS u FROM tocsin.alerts")
+    assert rows[0]["n"] == rows[0]["u"] == n_alerts  # none twice, FINAL or not
+    n_attempts = len(await read_topic(stack.bootstrap, stack.topic("attempts"), min_count=len(attempts)))
+    assert await wait_count(env, "SELECT count() FROM tocsin.delivery_attempts", n_attempts) == n_attempts
+    assert "no_such_table_injected_fault" in w.log_tail(2000)
 
 
 async def test_unreachable_clickhouse_server_is_a_clear_retried_error(

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 from ..errors import OutboxStopped, RecordRefused, StoreError, TocsinError
@@ -25,30 +26,40 @@ from .recorder import Pipeline, Recorder, Reject, kind_for_topic
 
 log = logging.getLogger(__name__)
 
-#: Test hook: make the first N inserts fail with the real driver's error (see tests).
+#: Test hooks: make the first N inserts fail with the real driver's error, or every insert
+#: while a file exists (an outage the test starts and ends; see tests/integration/test_recording.py)
 FAULTS_ENV = "TOCSIN_RECORD_INJECT_FAULTS"
+OUTAGE_ENV = "TOCSIN_RECORD_INJECT_OUTAGE_FILE"
 
 
 class FaultyStore:
-    """Wraps the real store: its first ``n`` inserts raise the real client's own error, by
-    sending the real client a statement ClickHouse rejects. Used only when ``FAULTS_ENV`` is set."""
+    """Wraps the real store: its first ``n`` inserts, and every insert while ``outage`` exists,
+    raise the real client's own error, by sending the real client a statement ClickHouse
+    rejects. Used only when ``FAULTS_ENV`` or ``OUTAGE_ENV`` is set."""
 
-    def __init__(self, store: Any, n: int) -> None:
+    def __init__(self, store: Any, n: int, outage: Path | None = None) -> None:
         self._store = store
         self.remaining = n
+        self.outage = outage
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def insert(self, table: str, rows: Any, dedup_token: str | None = None) -> Any:
+    def _failing(self) -> bool:
+        if self.outage is not None and self.outage.exists():
+            return True
         if self.remaining > 0:
             self.remaining -= 1
+            return True
+        return False
+
+    def insert(self, table: str, rows: Any, dedup_token: str | None = None) -> Any:
+        if self._failing():
             self._store.insert("tocsin.no_such_table_injected_fault", rows, dedup_token)
         return self._store.insert(table, rows, dedup_token)
 
     def insert_json(self, table: str, messages: Any, dedup_token: str | None = None) -> Any:
-        if self.remaining > 0:
-            self.remaining -= 1
+        if self._failing():
             self._store.insert_json("tocsin.no_such_table_injected_fault", messages, dedup_token)
         return self._store.insert_json(table, messages, dedup_token)
 
@@ -74,9 +85,10 @@ async def open_recorder(rt: Runtime) -> Recorder:
     if last is not None:
         log.info("ClickHouse reachable again: recording resumes")
     faults = int(os.environ.get(FAULTS_ENV, "0") or 0)
-    if faults:
-        log.warning("%s=%d: the first %d inserts will fail on purpose", FAULTS_ENV, faults, faults)
-        store = FaultyStore(store, faults)  # type: ignore[assignment]
+    outage = os.environ.get(OUTAGE_ENV) or None
+    if faults or outage:
+        log.warning("%s=%d, %s=%s: inserts will fail on purpose", FAULTS_ENV, faults, OUTAGE_ENV, outage)
+        store = FaultyStore(store, faults, Path(outage) if outage else None)  # type: ignore[assignment]
     rt.extras["store"] = store
     return Recorder.from_settings(store, s, backoff_s=0.2, backoff_max_s=10.0)
 
