@@ -143,6 +143,61 @@ class HttpPeer:
             self._runner = None
 
 
+def pagerduty_events_v2(routing_key: str) -> Script:
+    """A script answering as PagerDuty's Events API v2 documents it (``POST /v2/enqueue``):
+    202 ``{"status": "success", "message": "Event processed", "dedup_key": ...}`` for a valid
+    event, 400 ``{"status": "invalid event", "message": "Event object is invalid", "errors":
+    [...]}`` for one that breaks its rules: a 32-character routing key (this one), an
+    ``event_action`` of trigger, acknowledge or resolve, a ``dedup_key`` of at most 255
+    characters (required to acknowledge or resolve), and for a trigger a ``payload`` with a
+    ``summary`` (at most 1024 characters), a ``source`` and a ``severity`` (critical, error,
+    warning or info)."""
+
+    def answer(req: Received) -> Reply:
+        if req.method != "POST" or req.path != "/v2/enqueue":
+            return Reply(404, {"Content-Type": "application/json"}, b'{"status": "not found"}')
+        errors: list[str] = []
+        try:
+            event = json.loads(req.body)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            errors.append("Event object is not JSON")
+            event = {}
+        key = event.get("routing_key")
+        if not isinstance(key, str) or len(key) != 32:
+            errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
+        elif key != routing_key:
+            errors.append("'routing_key' is not an integration key of this account")
+        action = event.get("event_action")
+        if action not in ("trigger", "acknowledge", "resolve"):
+            errors.append("'event_action' is invalid (must be one of trigger, acknowledge, resolve)")
+        dedup = event.get("dedup_key")
+        if dedup is not None and (not isinstance(dedup, str) or len(dedup) > 255):
+            errors.append("'dedup_key' is invalid (a string of at most 255 characters)")
+        if action in ("acknowledge", "resolve") and not dedup:
+            errors.append("'dedup_key' is required for acknowledge and resolve")
+        if action == "trigger":
+            payload = event.get("payload")
+            if not isinstance(payload, dict):
+                errors.append("'payload' is missing or not an object")
+            else:
+                summary = payload.get("summary")
+                if not isinstance(summary, str) or not summary or len(summary) > 1024:
+                    errors.append("'payload.summary' is missing or longer than 1024 characters")
+                if not isinstance(payload.get("source"), str) or not payload["source"]:
+                    errors.append("'payload.source' is missing")
+                if payload.get("severity") not in ("critical", "error", "warning", "info"):
+                    errors.append("'payload.severity' is invalid (critical, error, warning or info)")
+        if errors:
+            body = {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+            return Reply(400, {"Content-Type": "application/json"}, json.dumps(body).encode())
+        body = {"status": "success", "message": "Event processed", "dedup_key": dedup or "generated-dedup-key"}
+        return Reply(202, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+    return answer
+
+
 class StreamingPeer:
     """A raw HTTP/1.1 server on 127.0.0.1 answering every request with ``status`` and a body of
     ``size`` bytes streamed in 64 KiB chunks (chunked, or with a Content-Length), as fast as

@@ -1,7 +1,7 @@
 """One conformance suite over every channel with a network peer (STYLE 5).
 
-HTTP channels (webhook, Slack, Telegram) against a real aiohttp server on 127.0.0.1,
-scripted per test; the email channel against a real aiosmtpd server. Every case checks
+HTTP channels (webhook, Slack, Telegram, PagerDuty) against a real aiohttp server on 127.0.0.1,
+scripted per test (PagerDuty's also as its Events API v2 documents its answers); the email channel against a real aiosmtpd server. Every case checks
 ok / retryable / reason as DESIGN "Delivery" says, and that no secret (a URL path token,
 the webhook secret, the SMTP password) reaches a result, a repr or a log line.
 
@@ -32,6 +32,7 @@ from tocsin.agents.channels.base import ChannelBase, DeliveryResult
 from tocsin.agents.channels.console import ConsoleChannel
 from tocsin.agents.channels.email import EmailChannel
 from tocsin.agents.channels.file import FileChannel
+from tocsin.agents.channels.pagerduty import PagerDutyChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import (
@@ -53,6 +54,7 @@ try:
         SmtpPeer,
         free_port,
         make_command,
+        pagerduty_events_v2,
         unbuildable,
     )
 except ImportError:  # tests/ is not a package
@@ -63,6 +65,7 @@ except ImportError:  # tests/ is not a package
         SmtpPeer,
         free_port,
         make_command,
+        pagerduty_events_v2,
         unbuildable,
     )
 
@@ -75,10 +78,11 @@ WEBHOOK_QUERY_SECRET = "querySecret31337"
 WEBHOOK_SECRET = "whsec_signing_Secret_abc123"
 SMTP_USER = "tocsin-user"
 SMTP_PASSWORD = "smtp-Passw0rd-very-secret"
+PAGERDUTY_KEY = "pdR0utingKey0123456789abcdefABCD"  # 32 characters, as PagerDuty's are
 SECRETS = (TELEGRAM_TOKEN, SLACK_TOKEN, WEBHOOK_PATH_TOKEN, WEBHOOK_QUERY_SECRET, WEBHOOK_SECRET,
-           SMTP_PASSWORD)
+           SMTP_PASSWORD, PAGERDUTY_KEY)
 
-HTTP_CHANNELS = ("webhook", "slack", "telegram")
+HTTP_CHANNELS = ("webhook", "slack", "telegram", "pagerduty")
 
 OK, RETRY, PERMANENT = "ok", "retry", "permanent"
 STATUS_TABLE: list[tuple[int, str, Reason]] = [
@@ -109,6 +113,8 @@ def build(kind: str, base_url: str, timeout_s: float = 5.0) -> HttpChannel:
         return SlackChannel("slack:default", f"{base_url}/services/T0001/B0001/{SLACK_TOKEN}", timeout_s)
     if kind == "telegram":
         return TelegramChannel("telegram:default", TELEGRAM_TOKEN, "-1001234567", base_url, timeout_s)
+    if kind == "pagerduty":
+        return PagerDutyChannel("pagerduty:default", PAGERDUTY_KEY, base_url, timeout_s)
     raise AssertionError(kind)
 
 
@@ -386,9 +392,64 @@ async def test_telegram_request(peer: HttpPeer) -> None:
     assert len(body["text"]) <= 4096
 
 
+async def test_pagerduty_trigger_resolve_and_acknowledge_as_pagerduty_takes_them(
+        peer: HttpPeer, logs: pytest.LogCaptureFixture) -> None:
+    """Against a peer answering as PagerDuty documents: one incident per fingerprint, triggered
+    by a notification, acknowledged by an on-call, resolved by the recovery."""
+    peer.script = pagerduty_events_v2(PAGERDUTY_KEY)
+    firing = make_command(destination="pagerduty:default", suppressed=2)
+    ack = firing.model_copy(update={"lifecycle": "acknowledge", "delivery_id": "ack-1"})
+    recovery = make_command(destination="pagerduty:default")
+    recovery = recovery.model_copy(update={"alert": recovery.alert.model_copy(update={"action": "resolve"})})
+    ch = build("pagerduty", peer.base_url)
+    try:
+        results = [await ch.send(c) for c in (firing, ack, recovery)]
+    finally:
+        await ch.close()
+    for result in results:
+        assert_outcome(result, OK, Reason.OK)
+        assert result.status_code == 202
+    sent = [json.loads(r.body) for r in peer.received]
+    assert [(e["event_action"], e["dedup_key"]) for e in sent] == [
+        ("trigger", firing.alert.fingerprint), ("acknowledge", firing.alert.fingerprint),
+        ("resolve", firing.alert.fingerprint)]
+    assert all(r.path == "/v2/enqueue" and r.headers["Content-Type"] == "application/json" for r in peer.received)
+    trigger = sent[0]["payload"]
+    assert (trigger["severity"], trigger["source"]) == ("critical", "risk-engine")
+    assert trigger["summary"] == "[SEV1] Daily loss limit reached (2 similar suppressed)"
+    assert "payload" not in sent[1] and "payload" not in sent[2]
+    assert_no_secrets(logs, *results, ch)
+
+
+async def test_pagerduty_invalid_event_is_permanent_and_says_why(peer: HttpPeer, logs: pytest.LogCaptureFixture) -> None:
+    """PagerDuty's 400 names what is wrong; its routing-key message (and an echo of the key) is
+    shown without the key."""
+    peer.script = pagerduty_events_v2("another-accounts-key-0123456789a")
+    ch = build("pagerduty", peer.base_url)
+    try:
+        result = await ch.send(make_command(destination="pagerduty:default"))
+    finally:
+        await ch.close()
+    assert_outcome(result, PERMANENT, Reason.CLIENT_ERROR)
+    assert result.status_code == 400
+    assert result.error and "Event object is invalid" in result.error and "routing_key" in result.error
+    peer.answer(400, {"Content-Type": "application/json"},
+                json.dumps({"status": "invalid event", "message": "Event object is invalid",
+                            "errors": [f"unknown routing_key {PAGERDUTY_KEY}"]}).encode())
+    ch = build("pagerduty", peer.base_url)
+    try:
+        echoed = await ch.send(make_command(destination="pagerduty:default"))
+    finally:
+        await ch.close()
+    assert_outcome(echoed, PERMANENT, Reason.CLIENT_ERROR)
+    assert echoed.error and "<redacted>" in echoed.error
+    assert_no_secrets(logs, result, echoed, ch)
+
+
 def test_rate_metadata() -> None:
     assert SlackChannel.default_rate_per_s == pytest.approx(1.0)
     assert TelegramChannel.default_rate_per_s == pytest.approx(1.0)
+    assert PagerDutyChannel.default_rate_per_s == pytest.approx(2.0)  # 120 events a minute
     assert WebhookChannel.default_rate_per_s is None
     assert EmailChannel.default_rate_per_s is None
 
@@ -594,7 +655,7 @@ async def test_email_hanging_server_times_out(logs: pytest.LogCaptureFixture) ->
 # ------------------------------------------------------------------ every channel: building
 
 
-ALL_CHANNELS = ("webhook", "slack", "telegram", "email", "console", "file")
+ALL_CHANNELS = ("webhook", "slack", "telegram", "pagerduty", "email", "console", "file")
 
 
 class Site:

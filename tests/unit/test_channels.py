@@ -43,7 +43,7 @@ def settings(**kw: Any) -> Settings:
 
 
 def test_registry_has_one_line_per_channel() -> None:
-    assert set(REGISTRY) == {"console", "file", "webhook", "email", "slack", "telegram"}
+    assert set(REGISTRY) == {"console", "file", "webhook", "email", "slack", "telegram", "pagerduty"}
 
 
 def test_slack_and_telegram_disabled_without_settings() -> None:

@@ -89,6 +89,16 @@ CASES = [
     ("GET", "/api/v2/status", {**H}, BOTH, 0),
     ("GET", "/-/ready", {**H}, BOTH, 0),
     ("GET", "/-/healthy", {**H}, BOTH, 0),
+    # silences (amtool): reading them is the read surface, setting and expiring them a write
+    ("GET", "/api/v2/silences", bearer(READ), BOTH, 0),
+    ("GET", "/api/v2/silences", {**H}, BOTH, 401),
+    ("GET", "/api/v2/silence/0f1e", {**H}, NONE, 0),
+    ("POST", "/api/v2/silences", {**bearer(READ), **JSON}, BOTH, 403),
+    ("POST", "/api/v2/silences", {**bearer(API), **JSON}, BOTH, 0),
+    ("POST", "/api/v2/silences", {**H, **JSON}, NONE, 403),
+    ("DELETE", "/api/v2/silence/0f1e", bearer(READ), BOTH, 403),
+    ("DELETE", "/api/v2/silence/0f1e", bearer(API), BOTH, 0),
+    ("DELETE", "/api/v2/silence/0f1e", {**H}, NONE, 403),
 ]
 
 

@@ -24,6 +24,7 @@ from ..schemas.codec import dumps
 from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
 from ..streams.app import Runtime
 from ..streams.tables import write
+from .channels import pagerduty
 from .common import decode, keep_bad
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,12 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
         s.update(last_seen=seen, alert_id=str(a.alert_id), type=a.type, severity=a.severity,
                  summary=a.summary, entity=a.entity.model_dump(exclude_none=True), source=a.source,
                  requires_action=a.requires_action)
-    if d.outcome is not Outcome.SUPPRESS and newest:
+    if d.outcome is not Outcome.SUPPRESS and d.outcome is not Outcome.SILENCED and newest:
         s["notified_alert_id"] = str(a.alert_id)  # the alert whose deliveries to show
-    if d.outcome is Outcome.BYPASS:
+    paged = [x for x in d.destinations if x.startswith("pagerduty:")]
+    if paged:  # an on-call action on it is relayed there (channels/pagerduty.py)
+        s["paged"] = sorted({*s.get("paged", ()), *paged})
+    if ends_problem(d):
         # a recovery is itself resolved: it reports the end of a problem
         if s["status"] != RESOLVED:
             s.update(status=RESOLVED, status_changed_at=seen)
@@ -99,9 +103,14 @@ def fold(status: dict[str, Any] | None, event: Decision | LifecycleEvent) -> dic
     return fold_action(status, event)
 
 
+def ends_problem(d: Decision) -> bool:
+    """A recovery, notified (``bypass``) or muted by a silence: the problem ended either way."""
+    return d.outcome is Outcome.BYPASS or (d.outcome is Outcome.SILENCED and d.alert.is_recovery)
+
+
 def recovery_resolve(d: Decision) -> LifecycleEvent | None:
     """The resolve a recovery (or an ``action: resolve`` event) implies, if any."""
-    if d.outcome is not Outcome.BYPASS:
+    if not ends_problem(d):
         return None
     target = d.alert.resolves
     if not target or target == d.alert.fingerprint:  # its own status is folded as resolved
@@ -120,12 +129,14 @@ def register(rt: Runtime) -> None:
     source = app.topic(decisions_name, topics.lifecycle.get_topic_name(), key_serializer="raw",
                        value_serializer="raw", partitions=s.partitions)
     table = rt.tables.status
+    deliveries = {ch: t.get_topic_name() for ch, t in topics.deliveries.items()}
 
     @app.agent(source, name=f"{s.topic_prefix}.lifecycle", concurrency=1)
     async def lifecycle(stream: Any) -> None:
         producer = app.producer
         async for events in stream.take_events(1000, within=0.01):
             out: list[tuple[bytes, bytes]] = []
+            relayed: list[Any] = []  # on-call actions on paged alerts, for PagerDuty
             # folded per fingerprint through the batch, written once each: the changelog
             # keeps the latest status, so the intermediate ones need no record of their own
             folded: dict[str, tuple[dict[str, Any], Any]] = {}
@@ -142,6 +153,8 @@ def register(rt: Runtime) -> None:
                         event = LifecycleEvent.model_validate(decode(ev.value))
                         fp = event.fingerprint
                     current = folded[fp][0] if fp in folded else table.get(fp)
+                    if isinstance(event, LifecycleEvent):  # an on-call action on a paged alert goes to PagerDuty
+                        relayed.extend(pagerduty.relays(current, event))
                     folded[fp] = (fold(current, event), ev)
                 except (ValidationError, TypeError, ValueError) as exc:
                     await keep_bad(rt, ev, f"lifecycle: {exc}")
@@ -154,3 +167,5 @@ def register(rt: Runtime) -> None:
             lifecycle_name = topics.lifecycle.get_topic_name()
             for key, value in out:
                 await producer.send(lifecycle_name, key, value, None, None, None)
+            for cmd in relayed:
+                await producer.send(deliveries[cmd.channel], cmd.delivery_id.encode(), dumps(cmd), None, None, None)

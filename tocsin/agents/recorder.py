@@ -254,7 +254,7 @@ def fast_decision_row(d: dict[str, Any]) -> dict[str, Any]:
     e = a.get("entity") or {}
     sev = a["severity"]
     outcome = d["outcome"]
-    if sev not in (1, 2, 3) or outcome not in ("notify", "suppress", "bypass"):
+    if sev not in (1, 2, 3) or outcome not in ("notify", "suppress", "bypass", "silenced"):
         raise ValueError("severity or outcome")
     details = a.get("details") or {}
     if not isinstance(details, dict):
@@ -366,7 +366,7 @@ class _Decision(msgspec.Struct, gc=False):
     decision_id: str
     alert: _Alert
     dedupe_key: str
-    outcome: Literal["notify", "suppress", "bypass"]
+    outcome: Literal["notify", "suppress", "bypass", "silenced"]
     reason: str | None
     window_start: str
     suppressed_count: _U32 | None

@@ -34,6 +34,7 @@ from aiokafka import TopicPartition
 from faust.types import TP
 
 from ..decisions.routing import route
+from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
@@ -46,7 +47,7 @@ from ..schemas.messages import (
     delivery_id_for,
 )
 from ..schemas.validate import InputLimits, rejection, validate_raw
-from ..streams import metrics
+from ..streams import metrics, silences
 from ..streams.app import Runtime
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
@@ -159,7 +160,7 @@ class Throttle:
         if state is None and not event.is_recovery:
             prev = self.table.previous(fp, ts)
             previous = prev.suppressed if prev else 0
-        verdict = decide(state, event, self.window, previous)
+        verdict = decide(state, event, self.window, previous, self.silenced(event))
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
@@ -180,6 +181,20 @@ class Throttle:
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
         out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
+
+    def silenced(self, event: AlertEvent) -> str | None:
+        """The silence muting ``event`` at its event time, if any (streams/silences.py)."""
+        view = self.rt.extras.get("silences")
+        if view is None or not view.index:
+            return None
+        return silenced_by(view.index, event, event.event_timestamp, lambda: self.notified_before(event))
+
+    def notified_before(self, event: AlertEvent) -> bool:
+        """Whether a firing of the fingerprint a recovery resolves was notified in a window the
+        table still keeps (TOCSIN_THROTTLE_EXPIRES_S): a window holds state only then."""
+        target, ts, window = event.resolves or event.fingerprint, event.epoch, self.window
+        kept = max(self.rt.settings.throttle_expires_s, window * 2) // window + 1
+        return any(self.table.get(target, ts - k * window) is not None for k in range(kept))
 
     def flush_metrics(self) -> None:
         for o, n in self.outcomes.items():
@@ -217,6 +232,7 @@ class HotReader(PartitionReader):
 
     async def started(self) -> None:
         self.sender = BatchSender(self.app.producer._ensure_producer())  # type: ignore[attr-defined]  # noqa: SLF001
+        await silences.wait_loaded(self.rt)  # decide knowing every silence set before this worker started
 
     def reset(self) -> None:
         self.positions.clear()

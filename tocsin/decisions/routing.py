@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import RoutingError
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_ATTEMPTS
 
-CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram")
+CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
 
 

@@ -1,5 +1,6 @@
 """The throttle decision: first event of a fingerprint in a bucket is notified, later ones
-suppressed and counted; recoveries bypass. Event time decides, so a replay decides the same."""
+suppressed and counted; recoveries bypass; an alert a silence mutes (decisions/silence.py) is
+``silenced``, before all that. Event time decides, so a replay decides the same."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class Verdict:
 
     @property
     def notifies(self) -> bool:
-        return self.outcome is not Outcome.SUPPRESS
+        return self.outcome is not Outcome.SUPPRESS and self.outcome is not Outcome.SILENCED
 
 
 def bucket_of(epoch_s: float, window_s: int) -> int:
@@ -87,17 +88,24 @@ def decide(
     event: AlertEvent,
     window_s: int,
     previous_suppressed: int = 0,
+    silenced_by: str | None = None,
 ) -> Verdict:
     """Decide one event against the state of its (fingerprint, bucket).
 
     ``previous_suppressed`` is the count suppressed in the previous bucket, shown on the
     next notification. A re-consumed notifying event (same alert_id as the window's first)
     is notified again: its delivery ids are the same, so delivery recognises it.
+    ``silenced_by`` names the silence that mutes the event (``decisions.silence.silenced_by``):
+    it is decided ``silenced`` with that id as its reason and leaves the window untouched, so
+    the first alert after the silence is notified.
     """
     bucket = bucket_of(event.epoch, window_s)
     window_start = dt.datetime.fromtimestamp(bucket * window_s, dt.UTC)
     key = dedupe_key_for(event.fingerprint, bucket)
     key_of_alert = alert_key(event.alert_id)
+    if silenced_by is not None:
+        return Verdict(Outcome.SILENCED, silenced_by, f"{key}:{event.alert_id}" if event.is_recovery else key,
+                       bucket, window_start, state.suppressed if state else 0, None)
     if event.is_recovery:
         return Verdict(Outcome.BYPASS, "recovery bypasses the throttle", f"{key}:{event.alert_id}",
                        bucket, window_start, state.suppressed if state else 0, None)

@@ -26,6 +26,8 @@ class Outcome(str, enum.Enum):
     NOTIFY = "notify"
     SUPPRESS = "suppress"
     BYPASS = "bypass"
+    #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
+    SILENCED = "silenced"
 
 
 class Decision(BaseModel):
@@ -70,6 +72,8 @@ class DeliveryCommand(BaseModel):
     last_error: str | None = None
     redriven: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow)
+    #: an on-call action relayed to the destination (PagerDuty's acknowledge), not a notification
+    lifecycle: Literal["acknowledge", "resolve"] | None = None
 
     @property
     def channel(self) -> str:
@@ -201,4 +205,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "last_error": None,
         "redriven": False,
         "created_at": created_at,
+        "lifecycle": None,
     }

@@ -11,6 +11,7 @@
 | attempts         | P.attempts                 | delivery_id  | DeliveryAttempt        |
 | dlq              | P.dlq                      | delivery_id  | DeliveryCommand        |
 | lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |
+| silences         | P.silences                 | silence id   | Silence (one version)  |
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "attempts": f"{prefix}.attempts",
         "dlq": f"{prefix}.dlq",
         "lifecycle": f"{prefix}.lifecycle",
+        "silences": f"{prefix}.silences",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -52,10 +54,11 @@ class Topics:
     attempts: faust.TopicT
     dlq: faust.TopicT
     lifecycle: faust.TopicT
+    silences: faust.TopicT
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
-                self.retry, self.attempts, self.dlq, self.lifecycle]
+                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -82,6 +85,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         attempts=t("attempts"),
         dlq=t("dlq"),
         lifecycle=t("lifecycle"),
+        silences=t("silences"),
     )
 
 

@@ -95,3 +95,7 @@ def register(rt: Any) -> None:
     except ImportError:
         return
     dashboard.register(rt)
+
+    from . import silences
+
+    silences.register(rt)

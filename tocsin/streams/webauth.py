@@ -9,7 +9,8 @@ Surfaces:
 - ``read``: the read API (``GET /api/alerts...``): the read or the API token; open on a
   loopback worker with no token configured;
 - ``sql``: analyst SQL (``/api/sql``): the read or the API token, always one;
-- ``write``: lifecycle actions: the API token, always;
+- ``write``: lifecycle actions, setting and expiring silences (``POST /api/v2/silences``,
+  ``DELETE /api/v2/silence/{id}``; reading them is ``read``): the API token, always;
 - ``ingest``: alerts posted by Alertmanager and PagerDuty clients (``POST /api/v1/alerts``,
   ``/api/v2/alerts``, ``/api/ingest/...``, ``/v2/enqueue``): the ingest or the API token, as a
   bearer or as basic auth's password (Prometheus's ``alertmanager_config`` sends either);
@@ -66,7 +67,8 @@ def surface_of(method: str, path: str) -> Surface:
         return Surface.INGEST if method != "GET" else Surface.READ
     if path == "/api/sql" or path.startswith("/api/sql/"):
         return Surface.SQL
-    if path == "/api/alerts" or path.startswith("/api/alerts/"):
+    if path == "/api/alerts" or path.startswith("/api/alerts/") or path == "/api/v2/silences" \
+            or path.startswith("/api/v2/silence/"):
         if method in ("GET", "HEAD"):
             return Surface.READ
         return Surface.WRITE

@@ -4,7 +4,8 @@
 the enabled destinations; a destination whose settings are absent is disabled. Named
 destinations take their settings from the environment variables the routing file names:
 webhook `url_env`, `secret_env`; email `to_env`; file `path_env`; slack `webhook_env`
-(or `url_env`); telegram `token_env`, `chat_id_env`, optional `api_base_env`. A receiver's
+(or `url_env`); telegram `token_env`, `chat_id_env`, optional `api_base_env`; pagerduty
+`routing_key_env`, optional `api_base_env`. A receiver's
 ``allow_mentions`` (routing file, Slack and Telegram) is set on its destination's channel.
 """
 
@@ -19,6 +20,7 @@ from .base import Channel, ChannelBase, DeliveryResult, env_lookup
 from .console import ConsoleChannel
 from .email import EmailChannel
 from .file import FileChannel
+from .pagerduty import PagerDutyChannel
 from .slack import SlackChannel
 from .telegram import TelegramChannel
 from .webhook import WebhookChannel
@@ -77,6 +79,15 @@ def _telegram(name: str, s: Settings, conf: Mapping[str, str], env: Mapping[str,
     return TelegramChannel(name, token, chat_id, api_base, s.delivery_timeout_s)
 
 
+def _pagerduty(name: str, s: Settings, conf: Mapping[str, str], env: Mapping[str, str]) -> Channel | None:
+    if name == "pagerduty:default":
+        key, api_base = _secret(s.pagerduty_routing_key), s.pagerduty_api_base
+    else:
+        key = env_lookup(conf, "routing_key", env)
+        api_base = env_lookup(conf, "api_base", env) or s.pagerduty_api_base
+    return PagerDutyChannel(name, key, api_base, s.delivery_timeout_s) if key else None
+
+
 REGISTRY: dict[str, Factory] = {
     "console": _console,
     "file": _file,
@@ -84,6 +95,7 @@ REGISTRY: dict[str, Factory] = {
     "email": _email,
     "slack": _slack,
     "telegram": _telegram,
+    "pagerduty": _pagerduty,
 }
 
 
