@@ -56,6 +56,12 @@ async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
         assert line["alert"]["alert_id"] == alert_id and line["text"] == "[SEV1] Order 42 rejected by venue"
         console = (tmp_path / "dev.out").read_text()
         assert f"[SEV1] Order 42 rejected by venue fingerprint=order_rejected:ACC1:: alert_id={alert_id}" in console
+        # Prometheus can post to `make dev` out of the box: ingest is open on its loopback worker
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{web}/api/v2/alerts", json=[
+                {"labels": {"alertname": "DevCheck", "severity": "info"}}]) as r:
+            assert r.status == 200, await r.text()
     finally:
         dev.send_signal(signal.SIGINT)  # Ctrl-C
         rc = await asyncio.to_thread(dev.wait, 60)

@@ -33,8 +33,9 @@ from aiohttp import web as aioweb
 from faust import web as faust_web
 
 from ..decisions import pagerduty
-from ..decisions.alertmanager import BadAlert, Mapped, map_postable, map_webhook
+from ..decisions.alertmanager import DEFAULT_MAPPING, BadAlert, Mapped, map_postable, map_webhook
 from ..decisions.ingest_limits import ClientLimits, client_key
+from ..errors import OutboxError
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
 from . import metrics
@@ -86,24 +87,17 @@ ANSWERS: dict[str, Callable[..., aioweb.Response]] = {V2: _answer_v2, V1: _answe
 
 
 async def publish(rt: Any, records: Sequence[tuple[str, bytes, bytes]]) -> str | None:
-    """Send ``(topic, key, value)`` records and wait for the broker's acknowledgement of each;
-    None, or why they were not all acknowledged in time."""
+    """Send ``(topic, key, value)`` records through the Outbox and wait for the broker's
+    acknowledgement of each; None, or why they were not all acknowledged in time."""
     if not records:
         return None
-    wait = float(getattr(rt.settings, "api_ack_timeout_s", 10.0))
-    outbox = getattr(rt, "outbox", None)
+    wait = rt.settings.api_ack_timeout_s
     try:
-        async with asyncio.timeout(wait):
-            if outbox is not None:
-                await outbox.send_many([(t, k, v, None) for t, k, v in records])
-            else:
-                producer = rt.app.producer
-                futs = [await producer.send(t, k, v, None, None, None) for t, k, v in records]
-                await asyncio.gather(*futs)
+        await asyncio.wait_for(rt.outbox.send_many([(t, k, v, None) for t, k, v in records]), wait)
     except TimeoutError:
-        return f"the broker did not acknowledge within {wait:g} s; sending again is safe"
-    except Exception as exc:  # OutboxError, a Kafka error: the client may send again
-        return f"the broker did not take the alerts ({type(exc).__name__}: {str(exc)[:200]}); sending again is safe"
+        return f"the broker did not acknowledge within {wait:g} s (TOCSIN_API_ACK_TIMEOUT_S); sending again is safe"
+    except OutboxError as exc:
+        return f"the broker did not take the alerts ({str(exc)[:200]}); sending again is safe"
     return None
 
 
@@ -128,7 +122,8 @@ def register(rt: Any) -> None:
         tocsin_version = "unknown"
 
     def mapping() -> Any:
-        return rt.policy.alertmanager
+        # the routing file's [ingest.alertmanager] (decisions/routing.py); a policy without one: the defaults
+        return getattr(rt.policy, "alertmanager", DEFAULT_MAPPING)
 
     def limited(way: str, request: Any) -> aioweb.Response | None:
         """The 429 of a client over its rate, or None."""

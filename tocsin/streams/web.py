@@ -84,6 +84,10 @@ def register(rt: Any) -> None:
 
     sqlapi.register(rt)
 
+    from . import openapi_view
+
+    openapi_view.register(rt)
+
     try:
         from . import api
     except ImportError:
@@ -99,3 +103,7 @@ def register(rt: Any) -> None:
     from . import silences
 
     silences.register(rt)
+
+    from . import ingest
+
+    ingest.register(rt)
