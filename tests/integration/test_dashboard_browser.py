@@ -61,8 +61,9 @@ ALERTS: list[dict[str, Any]] = [
 ]
 
 
-async def get_json(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+async def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(headers=headers) as s, s.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
         try:
             return r.status, await r.json(content_type=None)
         except ValueError:
@@ -74,7 +75,7 @@ async def wait_for_api(w: WorkerProcess, n: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        status, last = await get_json(w.url + "/api/alerts?limit=50")
+        status, last = await get_json(w.url + "/api/alerts?limit=50", TOKEN)
         if status == 200 and isinstance(last, dict) and last.get("total", 0) >= n:
             return
         await asyncio.sleep(0.5)
