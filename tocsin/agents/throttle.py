@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import ProducerClosed
 from faust.types import TP
 
 from ..decisions.routing import route
@@ -334,6 +335,12 @@ class HotReader(PartitionReader):
                 self.unacked.extend(await self.sender.send(out))
                 break
             except Exception as exc:  # nothing of this batch is committed before it is sent
+                if self.closed or isinstance(exc, ProducerClosed):
+                    # the worker is stopping: nothing of what made the batch is committed (stale),
+                    # the next owner reads it again
+                    self.stale = True
+                    log.info("the worker stops with %d messages not sent; they are read again", len(out))
+                    return
                 log.warning("queueing the batch's %d messages failed (%s), retrying in %.1fs", len(out), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
