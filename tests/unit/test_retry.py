@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from tocsin.decisions.retry import (
     DEFAULT_BACKOFF_S,
+    DEFAULT_MAX_AGE_S,
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SCHEDULE_S,
+    DEFAULT_SLOW_BACKOFF_S,
     JITTER,
     MAX_RETRY_AFTER_S,
     Reason,
@@ -100,8 +103,12 @@ def test_classify_smtp(code: int, ok: bool, retryable: bool, reason: Reason) -> 
 
 
 def test_defaults() -> None:
-    assert DEFAULT_BACKOFF_S == (1.0, 2.0, 4.0, 8.0)
-    assert DEFAULT_MAX_ATTEMPTS == 5
+    assert DEFAULT_BACKOFF_S == (1.0, 2.0, 4.0, 8.0)  # fast: a blip
+    assert DEFAULT_SLOW_BACKOFF_S == (300.0, 1800.0, 7200.0, 43200.0, 86400.0)  # slow: an outage
+    assert DEFAULT_SCHEDULE_S == DEFAULT_BACKOFF_S + DEFAULT_SLOW_BACKOFF_S
+    assert DEFAULT_MAX_ATTEMPTS == 10  # the first contact and one per step
+    assert DEFAULT_MAX_AGE_S == 2 * 86400
+    assert sum(DEFAULT_SCHEDULE_S) * (1 + JITTER) < DEFAULT_MAX_AGE_S  # the schedule fits the deadline
     assert JITTER == 0.2
 
 
@@ -160,7 +167,7 @@ def test_five_attempts_means_four_retries() -> None:
     attempts, attempt = [], 1
     while True:
         attempts.append(attempt)
-        plan = plan_retry(attempt, DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF_S, True, NOW, rng=rng)
+        plan = plan_retry(attempt, 5, DEFAULT_BACKOFF_S, True, NOW, rng=rng)
         if not plan.retry:
             break
         attempt += 1

@@ -105,8 +105,58 @@ def test_no_repeats() -> None:
 def test_routes_carry_the_receiver_policy() -> None:
     (r,) = [r for r in route(1, "x", DEFAULT, ALL_DEFAULTS) if r.destination == "webhook:default"]
     assert r.receiver == "webhook:default"
-    assert r.max_attempts == 5
-    assert r.backoff_s == (1.0, 2.0, 4.0, 8.0)
+    # the two tiers, fast then slow, as one schedule; a contact for each step and the first
+    assert r.backoff_s == (1.0, 2.0, 4.0, 8.0, 300.0, 1800.0, 7200.0, 43200.0, 86400.0)
+    assert r.max_attempts == 10
+
+
+def test_the_default_receiver_settings() -> None:
+    rp = DEFAULT.policy_for("webhook:default")
+    assert rp.backoff_s == (1.0, 2.0, 4.0, 8.0)
+    assert rp.slow_backoff_s == (300.0, 1800.0, 7200.0, 43200.0, 86400.0)
+    assert rp.max_age_s == 2 * 86400.0
+    assert (rp.breaker_failures, rp.breaker_reset_s, rp.breaker_max_reset_s) == (5, 30.0, 300.0)
+    assert rp.max_attempts_set is None and rp.max_attempts == 10
+    # the built-in file says what the built-in defaults say
+    assert parse_policy({}).default_receiver == DEFAULT.default_receiver
+
+
+@pytest.mark.parametrize(
+    ("settings", "schedule", "attempts"),
+    [
+        ({}, (1.0, 2.0, 4.0, 8.0, 300.0, 1800.0, 7200.0, 43200.0, 86400.0), 10),
+        ({"slow_backoff_s": []}, (1.0, 2.0, 4.0, 8.0), 5),  # the fast tier only: the seed's schedule
+        ({"backoff_s": [0.5], "slow_backoff_s": [60, 600]}, (0.5, 60.0, 600.0), 4),
+        ({"backoff_s": [1, 2], "max_attempts": 6}, (1.0, 2.0, 300.0, 1800.0, 7200.0, 43200.0, 86400.0), 6),
+        ({"max_attempts": 20, "slow_backoff_s": [60]}, (1.0, 2.0, 4.0, 8.0, 60.0), 20),  # the last step repeats
+    ],
+)
+def test_two_tier_schedule(settings: dict[str, Any], schedule: tuple[float, ...], attempts: int) -> None:
+    policy = parse_policy({"severity": {"2": ["webhook:default"]}, "receivers": {"webhook:default": settings}})
+    (r,) = [r for r in route(2, "x", policy, {"webhook:default"}) if r.destination == "webhook:default"]
+    assert (r.backoff_s, r.max_attempts) == (schedule, attempts)
+
+
+def test_receiver_settings_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "routing.toml"
+    path.write_text("""
+[receivers.default]
+max_age_s = 3600
+slow_backoff_s = [60, 600]
+breaker_failures = 3
+breaker_reset_s = 10
+[receivers."webhook:default"]
+backoff_s = [0.5, 1]
+max_age_s = 86400
+breaker_reset_s = 600
+""")
+    policy = load_policy(path)
+    hook, mail = policy.policy_for("webhook:default"), policy.policy_for("email:default")
+    assert (hook.backoff_s, hook.slow_backoff_s, hook.max_age_s) == ((0.5, 1.0), (60.0, 600.0), 86400.0)
+    assert (hook.breaker_failures, hook.breaker_reset_s) == (3, 600.0)
+    assert hook.breaker_max_reset_s == 600.0  # a longer reset alone: the cap follows it
+    assert (mail.backoff_s, mail.max_age_s, mail.max_attempts) == ((1.0, 2.0, 4.0, 8.0), 3600.0, 7)
+    assert (mail.breaker_reset_s, mail.breaker_max_reset_s) == (10.0, 300.0)
 
 
 # ---------------------------------------------------------------- failover
@@ -202,6 +252,27 @@ BAD_DOCS: list[tuple[str, dict[str, Any], str]] = [
     ("backoff empty", {"receivers": {"default": {"backoff_s": []}}}, "receivers.default.backoff_s"),
     ("backoff negative", {"receivers": {"default": {"backoff_s": [1, -2]}}}, "receivers.default.backoff_s"),
     ("backoff text", {"receivers": {"default": {"backoff_s": "1,2"}}}, "receivers.default.backoff_s"),
+    ("backoff a step over 30 days", {"receivers": {"default": {"backoff_s": [1, 3e6]}}}, "receivers.default.backoff_s"),
+    ("backoff infinite", {"receivers": {"default": {"backoff_s": [float("inf")]}}}, "receivers.default.backoff_s"),
+    ("slow backoff text", {"receivers": {"default": {"slow_backoff_s": "300"}}}, "receivers.default.slow_backoff_s"),
+    ("slow backoff negative", {"receivers": {"webhook:default": {"slow_backoff_s": [300, -1]}}},
+     "receivers.webhook:default.slow_backoff_s"),
+    ("slow backoff bools", {"receivers": {"default": {"slow_backoff_s": [True]}}}, "receivers.default.slow_backoff_s"),
+    ("schedule too long", {"receivers": {"default": {"slow_backoff_s": [60] * 99}}}, "receivers.default.backoff_s"),
+    ("max_age zero", {"receivers": {"default": {"max_age_s": 0}}}, "receivers.default.max_age_s"),
+    ("max_age negative", {"receivers": {"webhook:default": {"max_age_s": -5}}}, "receivers.webhook:default.max_age_s"),
+    ("max_age text", {"receivers": {"default": {"max_age_s": "2d"}}}, "receivers.default.max_age_s"),
+    ("max_age over 30 days", {"receivers": {"default": {"max_age_s": 31 * 86400}}}, "receivers.default.max_age_s"),
+    ("max_age nan", {"receivers": {"default": {"max_age_s": float("nan")}}}, "receivers.default.max_age_s"),
+    ("breaker failures zero", {"receivers": {"default": {"breaker_failures": 0}}}, "receivers.default.breaker_failures"),
+    ("breaker failures float", {"receivers": {"default": {"breaker_failures": 2.5}}},
+     "receivers.default.breaker_failures"),
+    ("breaker reset zero", {"receivers": {"default": {"breaker_reset_s": 0}}}, "receivers.default.breaker_reset_s"),
+    ("breaker reset text", {"receivers": {"default": {"breaker_reset_s": "30s"}}}, "receivers.default.breaker_reset_s"),
+    ("breaker max below reset", {"receivers": {"default": {"breaker_reset_s": 60, "breaker_max_reset_s": 30}}},
+     "receivers.default.breaker_max_reset_s"),
+    ("breaker max over a day", {"receivers": {"default": {"breaker_max_reset_s": 90000}}},
+     "receivers.default.breaker_max_reset_s"),
     ("failover a string", {"receivers": {"webhook:default": {"failover": "email:default"}}},
      "receivers.webhook:default.failover"),
     ("failover unknown channel", {"receivers": {"webhook:default": {"failover": ["fax:x"]}}},
@@ -278,3 +349,23 @@ def test_route_properties(severity: int, type_: str, enabled: set[str], sev_doc:
         assert r.destination not in r.failover
         assert set(r.failover) <= enabled | {"console:default"}
     assert route(severity, type_, policy, enabled) == routes  # pure
+
+
+retry_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**7), st.floats(), st.text(max_size=4),
+                         st.lists(st.one_of(st.integers(-5, 10**7), st.floats(), st.booleans()), max_size=5))
+
+
+@given(st.fixed_dictionaries({}, optional={k: retry_values for k in (
+    "max_attempts", "backoff_s", "slow_backoff_s", "max_age_s", "breaker_failures", "breaker_reset_s",
+    "breaker_max_reset_s")}))
+def test_any_retry_settings_are_a_valid_policy_or_a_named_error(settings: dict[str, Any]) -> None:
+    doc = {"receivers": {"webhook:default": {k: v for k, v in settings.items() if v is not None}}}
+    try:
+        rp = parse_policy(doc).policy_for("webhook:default")
+    except RoutingError as exc:
+        assert "receivers.webhook:default" in str(exc)
+        return
+    assert rp.backoff_s and 1 <= rp.max_attempts <= 100
+    assert all(0 <= s <= 30 * 86400 for s in rp.schedule)
+    assert 0 < rp.max_age_s <= 30 * 86400
+    assert 1 <= rp.breaker_failures and 0 < rp.breaker_reset_s <= rp.breaker_max_reset_s <= 86400

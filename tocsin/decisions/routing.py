@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RoutingError
-from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_ATTEMPTS
+from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, parse_mapping
+from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -19,13 +20,38 @@ DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
 
 @dataclass(frozen=True)
 class ReceiverPolicy:
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    """A receiver's delivery policy (routing file ``[receivers."channel:name"]``).
+
+    Retries: the fast tier ``backoff_s``, then the slow tier ``slow_backoff_s``; a command is
+    dead when the schedule is spent (``max_attempts`` contacts: the routing file's, kept in
+    ``max_attempts_set``, or one per step plus the first) or ``max_age_s`` after it was made,
+    whichever comes first. The destination's
+    circuit breaker opens after ``breaker_failures`` consecutive failures for
+    ``breaker_reset_s``, twice that after each failed probe, up to ``breaker_max_reset_s``.
+    """
+
+    max_attempts_set: int | None = None  # None: 1 + len(schedule)
     backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S
     failover: tuple[str, ...] | None = None  # None: the default chain
     rate_per_s: float | None = None
     burst: int | None = None
     #: a Slack/Telegram destination whose alerts' mentions (``<!channel>``, ``@user``) stay live
     allow_mentions: bool = False
+    slow_backoff_s: tuple[float, ...] = DEFAULT_SLOW_BACKOFF_S
+    max_age_s: float = DEFAULT_MAX_AGE_S
+    breaker_failures: int = 5
+    breaker_reset_s: float = 30.0
+    breaker_max_reset_s: float = 300.0
+
+    @property
+    def schedule(self) -> tuple[float, ...]:
+        """The delays between contacts: the fast tier, then the slow one."""
+        return self.backoff_s + self.slow_backoff_s
+
+    @property
+    def max_attempts(self) -> int:
+        """How many contacts before the command is dead."""
+        return self.max_attempts_set if self.max_attempts_set is not None else 1 + len(self.schedule)
 
 
 #: the channels whose messages can mention people (``allow_mentions``)
@@ -40,6 +66,8 @@ class RoutingPolicy:
     receivers: Mapping[str, ReceiverPolicy] = field(default_factory=dict)
     default_receiver: ReceiverPolicy = ReceiverPolicy()
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
+    alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -50,7 +78,7 @@ class Route:
     receiver: str
     destination: str
     max_attempts: int
-    backoff_s: tuple[float, ...]
+    backoff_s: tuple[float, ...]  # the whole schedule: the fast tier, then the slow one
     failover: tuple[str, ...]
 
 
@@ -84,21 +112,55 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+#: the longest a delivery may be tried (``max_age_s``) and the longest step of a schedule
+MAX_AGE_LIMIT_S = 30 * 86400.0
+RECEIVER_KEYS = ("max_attempts", "backoff_s", "slow_backoff_s", "max_age_s", "failover", "rate_per_s", "burst",
+                 "allow_mentions", "breaker_failures", "breaker_reset_s", "breaker_max_reset_s")
+
+
+def _seconds_list(value: Any, where: str, what: str, empty_ok: bool) -> tuple[float, ...]:
+    if (not isinstance(value, list | tuple) or (not value and not empty_ok)
+            or not all(_number(b) and 0 <= b <= MAX_AGE_LIMIT_S for b in value)):
+        raise _fail(where, f"{what}: a {'' if empty_ok else 'non-empty '}list of seconds, each 0..{MAX_AGE_LIMIT_S:g}")
+    return tuple(float(b) for b in value)
+
+
+def _seconds(value: Any, where: str, low: float, high: float = MAX_AGE_LIMIT_S, *, open_low: bool = False) -> float:
+    if not _number(value) or not (value > low if open_low else value >= low) or value > high:
+        raise _fail(where, f"seconds, a number {'>' if open_low else '>='} {low:g} and <= {high:g}")
+    return float(value)
+
+
 def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
     if not isinstance(data, Mapping):
         raise _fail(where, "expected a table")
-    known = {"max_attempts", "backoff_s", "failover", "rate_per_s", "burst", "allow_mentions"}
+    known = set(RECEIVER_KEYS)
     unknown = set(data) - known
     if unknown:
-        raise _fail(where, f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
-    max_attempts = data.get("max_attempts", base.max_attempts)
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 100:
-        raise _fail(f"{where}.max_attempts", "must be a whole number 1..100")
-    backoff = data.get("backoff_s", base.backoff_s)
-    if not isinstance(backoff, list | tuple) or not backoff or not all(
-        _number(b) and b >= 0 for b in backoff
-    ):
-        raise _fail(f"{where}.backoff_s", "a non-empty list of seconds")
+        raise _fail(where, f"unknown keys {sorted(unknown)} (known: {', '.join(RECEIVER_KEYS)})")
+    max_attempts = data.get("max_attempts", base.max_attempts_set)
+    if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
+                                     or not 1 <= max_attempts <= 100):
+        raise _fail(f"{where}.max_attempts", "must be a whole number 1..100 (or left out: one per step of "
+                                             "backoff_s and slow_backoff_s, plus the first)")
+    backoff = _seconds_list(data.get("backoff_s", base.backoff_s), f"{where}.backoff_s",
+                            "the fast retries", empty_ok=False)
+    slow = _seconds_list(data.get("slow_backoff_s", base.slow_backoff_s), f"{where}.slow_backoff_s",
+                         "the slow retries, after backoff_s", empty_ok=True)
+    if max_attempts is None and 1 + len(backoff) + len(slow) > 100:
+        raise _fail(f"{where}.backoff_s", "backoff_s and slow_backoff_s: at most 99 steps together")
+    max_age = _seconds(data.get("max_age_s", base.max_age_s), f"{where}.max_age_s", 0.0, open_low=True)
+    failures = data.get("breaker_failures", base.breaker_failures)
+    if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
+        raise _fail(f"{where}.breaker_failures", "consecutive failures that open the breaker, a whole number 1..1000")
+    reset = _seconds(data.get("breaker_reset_s", base.breaker_reset_s), f"{where}.breaker_reset_s", 0.0,
+                     open_low=True, high=86400.0)
+    max_reset = data.get("breaker_max_reset_s", base.breaker_max_reset_s)
+    if "breaker_reset_s" in data and "breaker_max_reset_s" not in data:
+        max_reset = max(reset, max_reset)  # a longer reset alone: the cap follows it
+    if _number(max_reset) and max_reset < reset:
+        raise _fail(f"{where}.breaker_max_reset_s", f"the longest open period, at least breaker_reset_s ({reset:g})")
+    max_reset = _seconds(max_reset, f"{where}.breaker_max_reset_s", reset, high=86400.0)
     failover = data.get("failover", base.failover)
     if "failover" in data:
         failover = _dests(data["failover"], f"{where}.failover")
@@ -111,11 +173,13 @@ def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
     allow_mentions = data.get("allow_mentions", base.allow_mentions)
     if not isinstance(allow_mentions, bool):
         raise _fail(f"{where}.allow_mentions", "true or false")
-    return ReceiverPolicy(max_attempts, tuple(float(b) for b in backoff), failover,
-                          None if rate is None else float(rate), burst, allow_mentions)
+    return ReceiverPolicy(max_attempts_set=max_attempts, backoff_s=backoff, failover=failover,
+                          rate_per_s=None if rate is None else float(rate), burst=burst,
+                          allow_mentions=allow_mentions, slow_backoff_s=slow, max_age_s=max_age,
+                          breaker_failures=failures, breaker_reset_s=reset, breaker_max_reset_s=max_reset)
 
 
-TOP_LEVEL_KEYS = ("always", "severity", "types", "receivers", "destinations")
+TOP_LEVEL_KEYS = ("always", "severity", "types", "receivers", "destinations", "ingest")
 
 
 def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
@@ -157,7 +221,11 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
         if not all(isinstance(x, str) and x for x in v.values()):
             raise _fail(f"destinations.{name}", "each *_env value names an environment variable")
         destinations[name] = dict(v)
-    return RoutingPolicy(by_severity, by_type, always, receivers, default, destinations)
+    ingest = _table(doc, "ingest")
+    if set(ingest) - {"alertmanager"}:
+        raise _fail(f"ingest.{sorted(set(ingest) - {'alertmanager'})[0]}", "unknown key (known: alertmanager)")
+    mapping = parse_mapping(ingest["alertmanager"]) if "alertmanager" in ingest else DEFAULT_MAPPING
+    return RoutingPolicy(by_severity, by_type, always, receivers, default, destinations, mapping)
 
 
 def default_policy_path() -> Path:
@@ -213,5 +281,5 @@ def route(
         rp = policy.policy_for(name)
         chain = rp.failover if rp.failover is not None else default_failover(name)
         failover = tuple(d for d in chain if d in enabled_set and d != name)
-        routes.append(Route(name, name, rp.max_attempts, rp.backoff_s, failover))
+        routes.append(Route(name, name, rp.max_attempts, rp.schedule, failover))
     return routes
