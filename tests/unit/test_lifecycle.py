@@ -111,3 +111,33 @@ def test_fold_invariants(seq: list[tuple[str, int]]) -> None:
         assert s["occurrences"] == n_decisions and s["suppressed_count"] == n_suppressed
         if n_decisions:
             assert s["first_seen"] <= s["last_seen"]
+
+
+@given(events, st.integers(0, 3))
+def test_the_sweep_forgets_what_the_fold_closed_once_its_retention_passed(seq: list[tuple[str, int]],
+                                                                          days: int) -> None:
+    """A fold's status, in the table's index, is swept exactly when ``status_expiry`` says:
+    never while open, a day after it was closed (the later of the close and its last time)."""
+    from tocsin.agents.lifecycle import expired_statuses
+    from tocsin.decisions.retention import status_expiry
+    from tocsin.streams.status_index import StatusIndex
+
+    s = None
+    for kind, secs in seq:
+        at = T0 + dt.timedelta(seconds=secs)
+        if kind in ("notify", "suppress"):
+            s = fold(s, decision(Outcome(kind), at))
+        else:
+            act = {"ack": LifecycleAction.ACKNOWLEDGE, "resolve": LifecycleAction.RESOLVE,
+                   "dismiss": LifecycleAction.DISMISS}[kind]
+            s = fold(s, action(act, at))
+    if s is None:
+        return
+    index = StatusIndex()
+    index.put("db:1", s, 2)
+    index.apply()
+    now = T0 + dt.timedelta(days=days, hours=1)
+    swept = expired_statuses(index, now, 86400, owned={2})
+    expected = s["status"] in ("resolved", "dismissed") and days >= 1
+    assert status_expiry(s, now, 86400).expired is expected
+    assert swept == ([("db:1", 2)] if expected else []) and ("db:1" in index) is not expected

@@ -6,7 +6,18 @@ resolves the fingerprint it names in ``resolves``: the agent writes that as a
 ``LifecycleEvent(resolve, by="tocsin:recovery")`` on ``P.lifecycle`` keyed by the resolved
 fingerprint, so the fold happens on that fingerprint's partition, like every other write.
 
-``fold`` is pure; the agent (concurrency 1, the table's only writer) decodes, folds, writes.
+Statuses do not stay for ever: a resolved or dismissed one is forgotten ``TOCSIN_STATUS_RETENTION_S``
+after it was closed (``status_expiry``, decisions/retention.py; ClickHouse keeps its history).
+A timer of this module (``sweep_statuses``) deletes those of the partitions this worker
+writes, each with a tombstone on the changelog to the partition its last record went to.
+Deleting is synchronous with the fold's reads and writes (both run on the event loop, with
+no wait between the decision and the store's delete) and the records reach a partition in
+the order they were made: a status folded again while its tombstone is on the way is
+written after it, and kept.
+
+``fold`` is pure; the agent (concurrency 1, the table's only writer) decodes, folds, writes;
+a batch's offsets are committed only once its status records and implied resolves were
+acknowledged by the broker (agents/outbox.py).
 """
 
 from __future__ import annotations
@@ -20,12 +31,23 @@ from typing import Any
 from faust.streams import _current_event
 from pydantic import ValidationError
 
+from ..decisions.retention import status_expiry
+from ..errors import OutboxStopped, RecordRefused
 from ..schemas.codec import dumps
 from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
 from ..streams.app import Runtime
-from ..streams.tables import write
+from ..streams.status_index import StatusIndex, time_us
+from ..streams.tables import (
+    changelog_record,
+    note_persisted,
+    owned_partitions,
+    send_tombstones,
+    status_index,
+    sweep_interval,
+)
 from .channels import pagerduty
 from .common import decode, keep_bad
+from .outbox import Record, record
 
 log = logging.getLogger(__name__)
 
@@ -123,49 +145,122 @@ def recovery_resolve(d: Decision) -> LifecycleEvent | None:
     )
 
 
+#: statuses a sweep deletes before it lets the event loop go on (and sends their tombstones)
+SWEEP_MAX = 5_000
+
+
+def expired_statuses(index: StatusIndex, now: dt.datetime, retention_s: float, owned: set[int],
+                     limit: int = SWEEP_MAX) -> list[tuple[str, int]]:
+    """Delete from the table's index every status of the ``owned`` partitions past the
+    retention at ``now``; the (fingerprint, partition) of each, for its tombstone. The
+    columns pick the candidates (the caller applied them); each is decided on its status."""
+    before = time_us(now - dt.timedelta(seconds=retention_s))
+    out: list[tuple[str, int]] = []
+    for fp in index.closed_before(before, owned, limit):
+        partition = index.partition_of(fp)
+        if partition not in owned or not status_expiry(index.get(fp), now, retention_s).expired:
+            continue
+        index.discard(fp)
+        out.append((fp, partition))
+    return out
+
+
+def register_sweep(rt: Runtime) -> None:
+    """The status table's retention: a timer deleting what ``expired_statuses`` finds."""
+    app, table = rt.app, rt.tables.status
+    retention = rt.settings.status_retention_s
+    decisions_name = rt.topics.decisions.get_topic_name()
+    index = status_index(table)
+
+    @app.timer(sweep_interval(retention), name=f"{rt.settings.topic_prefix}.status_retention")
+    async def sweep_statuses() -> None:
+        if not rt.ready():
+            return
+        try:
+            now, deleted = dt.datetime.now(dt.UTC), 0
+            while True:  # a chunk at a time, the event loop let go on between them
+                async with index.lock:
+                    index.apply()
+                    keys = expired_statuses(index, now, retention, owned_partitions(app, decisions_name))
+                if not keys:
+                    break
+                deleted += len(keys)
+                await send_tombstones(app, table, keys)
+            if deleted:
+                log.info("status: %d closed statuses past the %g s retention deleted", deleted, retention)
+        except Exception:  # the next sweep tries again; a timer that raised would stop
+            log.exception("status: the retention sweep failed")
+
+
 def register(rt: Runtime) -> None:
     app, topics, s = rt.app, rt.topics, rt.settings
     decisions_name = topics.decisions.get_topic_name()
     source = app.topic(decisions_name, topics.lifecycle.get_topic_name(), key_serializer="raw",
                        value_serializer="raw", partitions=s.partitions)
     table = rt.tables.status
+    register_sweep(rt)
+
+    lifecycle_name = topics.lifecycle.get_topic_name()
     deliveries = {ch: t.get_topic_name() for ch, t in topics.deliveries.items()}
+
+    async def fold_batch(events: list[Any]) -> None:
+        """Fold a batch into the table; its changelog records and implied resolves are on the
+        broker (acknowledged) before this returns."""
+        out: list[Record] = []
+        owners: list[Any] = []  # the event each record of ``out`` was made from
+        # folded per fingerprint through the batch, written once each: the changelog
+        # keeps the latest status, so the intermediate ones need no record of their own
+        folded: dict[str, tuple[dict[str, Any], Any]] = {}
+        for ev in events:
+            try:
+                event: Decision | LifecycleEvent
+                if ev.message.topic == decisions_name:
+                    decision = Decision.model_validate(decode(ev.value), context=INTERNAL)
+                    implied = recovery_resolve(decision)
+                    if implied is not None:
+                        out.append(record(lifecycle_name, implied.fingerprint, dumps(implied)))
+                        owners.append(ev)
+                    event, fp = decision, decision.alert.fingerprint
+                else:
+                    event = LifecycleEvent.model_validate(decode(ev.value))
+                    fp = event.fingerprint
+                current = folded[fp][0] if fp in folded else table.get(fp)
+                if isinstance(event, LifecycleEvent):  # an on-call action on a paged alert goes to PagerDuty
+                    for cmd in pagerduty.relays(current, event):
+                        out.append(record(deliveries[cmd.channel], cmd.delivery_id, dumps(cmd)))
+                        owners.append(ev)
+                folded[fp] = (fold(current, event), ev)
+            except (ValidationError, TypeError, ValueError) as exc:
+                await keep_bad(rt, ev, f"lifecycle: {exc}")
+            except Exception:
+                log.exception("lifecycle: failed on %s/%s@%s", ev.message.topic, ev.message.partition,
+                              ev.message.offset)
+        for fp, (status, ev) in folded.items():
+            _current_event.set(weakref.ref(ev))  # its changelog record goes to ev's partition
+            out.append(changelog_record(table, fp, status, ev.message.partition))
+            owners.append(ev)
+        try:
+            acked = await rt.outbox.send_many(out)
+        except RecordRefused as exc:
+            acked = exc.acked
+            for i, error in exc.refused.items():
+                what = "status" if out[i][0] != lifecycle_name else "implied resolve"
+                await keep_bad(rt, owners[i], f"lifecycle: its {what} record was refused for good: "
+                                              f"{type(error).__name__}: {error}")
+        note_persisted(table, acked)
 
     @app.agent(source, name=f"{s.topic_prefix}.lifecycle", concurrency=1)
     async def lifecycle(stream: Any) -> None:
-        producer = app.producer
         async for events in stream.take_events(1000, within=0.01):
-            out: list[tuple[bytes, bytes]] = []
-            relayed: list[Any] = []  # on-call actions on paged alerts, for PagerDuty
-            # folded per fingerprint through the batch, written once each: the changelog
-            # keeps the latest status, so the intermediate ones need no record of their own
-            folded: dict[str, tuple[dict[str, Any], Any]] = {}
+            # take_events acknowledges a batch when it moves on, whatever became of it: each
+            # message gets one more reference, released only once what the batch made is on
+            # the broker, so a stop (or a broker that never answers) leaves it uncommitted
             for ev in events:
-                try:
-                    event: Decision | LifecycleEvent
-                    if ev.message.topic == decisions_name:
-                        decision = Decision.model_validate(decode(ev.value), context=INTERNAL)
-                        implied = recovery_resolve(decision)
-                        if implied is not None:
-                            out.append((implied.fingerprint.encode(), dumps(implied)))
-                        event, fp = decision, decision.alert.fingerprint
-                    else:
-                        event = LifecycleEvent.model_validate(decode(ev.value))
-                        fp = event.fingerprint
-                    current = folded[fp][0] if fp in folded else table.get(fp)
-                    if isinstance(event, LifecycleEvent):  # an on-call action on a paged alert goes to PagerDuty
-                        relayed.extend(pagerduty.relays(current, event))
-                    folded[fp] = (fold(current, event), ev)
-                except (ValidationError, TypeError, ValueError) as exc:
-                    await keep_bad(rt, ev, f"lifecycle: {exc}")
-                except Exception:
-                    log.exception("lifecycle: failed on %s/%s@%s", ev.message.topic, ev.message.partition,
-                                  ev.message.offset)
-            for fp, (status, ev) in folded.items():
-                _current_event.set(weakref.ref(ev))  # its changelog record goes to ev's partition
-                await write(app, table, fp, status, ev.message.partition)
-            lifecycle_name = topics.lifecycle.get_topic_name()
-            for key, value in out:
-                await producer.send(lifecycle_name, key, value, None, None, None)
-            for cmd in relayed:
-                await producer.send(deliveries[cmd.channel], cmd.delivery_id.encode(), dumps(cmd), None, None, None)
+                ev.message.incref()
+            try:
+                await fold_batch(events)
+            except OutboxStopped as exc:
+                log.warning("lifecycle: %s", exc)
+                return
+            for ev in events:
+                ev.ack()

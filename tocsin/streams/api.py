@@ -3,12 +3,16 @@
 ``GET  /api/alerts``                     alerts by fingerprint, filtered, paged, with ``total``
 ``GET  /api/alerts/stats``               24-hour totals and the delivery success rate
 ``GET  /api/alerts/{alert_id}/deliveries`` every delivery attempt of one alert
-``POST /api/alerts/{fingerprint}/acknowledge|resolve|dismiss``  bearer ``TOCSIN_API_TOKEN``
+``POST /api/alerts/{fingerprint}/acknowledge|resolve|dismiss``  bearer ``TOCSIN_API_TOKEN``;
+202 once the broker acknowledged the event on ``P.lifecycle``, 503 when it did not within
+``TOCSIN_API_ACK_TIMEOUT_S``
 
 Who may call which is decided once, for every view, by ``webauth.py``.
 
-The alert list reads the status table (every worker holds all of it); stats and attempts
-read ClickHouse through the store the record agent opened.
+The alert list reads the status table's index (status_index.py: every worker holds all of
+it, kept as the table changes, queried off the event loop when it is large: the same answers
+as ``list_alerts`` over every status); stats and attempts read ClickHouse through the store
+the record agent opened (stats from the index when recording is off).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import Any
 import orjson
 from faust import web as faust_web
 
-from ..errors import StoreError
+from ..errors import OutboxError, StoreError
 from ..schemas.alert import parse_timestamp
 from ..schemas.codec import dumps
 from ..schemas.messages import LifecycleAction, LifecycleEvent
 from . import metrics
+from .tables import status_index
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +128,20 @@ def stats_from_statuses(statuses: list[dict[str, Any]], now: dt.datetime) -> dic
             "delivery_success_rate": None, "source": "status table (recording is off)"}
 
 
+async def stats_from_index(index: Any, now: dt.datetime) -> dict[str, Any]:
+    """``stats_from_statuses`` over the status table's index (its columns, not every dict)."""
+    since = (now - dt.timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+    async with index.lock:
+        index.apply()
+        by_sev, by_type = index.stats_since(since)
+    return {"total_24h": sum(by_sev.values()), "by_severity": by_sev, "by_type": by_type,
+            "delivery_success_rate": None, "source": "status table (recording is off)"}
+
+
 def register(rt: Any) -> None:
     app = rt.app
     table = rt.tables.status
-
-    def statuses() -> list[dict[str, Any]]:
-        return [v for v in table.values() if isinstance(v, dict)]
+    index = status_index(table)
 
     class Alerts(faust_web.View):
         async def get(self, request: Any, **kw: Any) -> Any:
@@ -136,14 +149,14 @@ def register(rt: Any) -> None:
                 f = parse_filters(request.query)
             except BadRequest as exc:
                 return _json(self, {"error": str(exc)}, 400)
-            return _json(self, list_alerts(statuses(), f))
+            return _json(self, await index.list_alerts(f))
 
     class Stats(faust_web.View):
         async def get(self, request: Any, **kw: Any) -> Any:
             now = dt.datetime.now(dt.UTC)
             store = rt.extras.get("store")
             if store is None:
-                return _json(self, stats_from_statuses(statuses(), now))
+                return _json(self, await stats_from_index(index, now))
             from ..infra.clickhouse.queries import stats_24h
 
             try:
@@ -151,7 +164,7 @@ def register(rt: Any) -> None:
                 body["by_severity"] = {k.removeprefix("SEV"): v for k, v in body["by_severity"].items()}
             except StoreError as exc:
                 log.warning("stats from ClickHouse failed: %s", exc)
-                body = stats_from_statuses(statuses(), now)
+                body = await stats_from_index(index, now)
             return _json(self, body)
 
     class Deliveries(faust_web.View):
@@ -193,9 +206,19 @@ def register(rt: Any) -> None:
             current = table.get(fp)
             event = LifecycleEvent(fingerprint=fp, action=act, by=by, note=note,
                                    alert_id=(current or {}).get("alert_id"))
-            await rt.topics.lifecycle.send(key=fp, value=event)
+            body_out = dumps(event)
+            # 202 only once the broker has the event: the fold happens when it is read back
+            wait = rt.settings.api_ack_timeout_s
+            try:
+                await asyncio.wait_for(rt.outbox.send(rt.topics.lifecycle.get_topic_name(), fp, body_out), wait)
+            except (TimeoutError, OutboxError) as exc:
+                why = f"not acknowledged within {wait:g} s" if isinstance(exc, TimeoutError) else str(exc)
+                log.warning("lifecycle %s of %r: the broker did not take it (%s)", act.value, fp[:200], why)
+                return _json(self, {"error": f"the {act.value} was not accepted: the broker did not acknowledge "
+                                             f"it ({why}); it may still be applied later, and sending it "
+                                             "again is safe", "event_id": str(event.event_id)}, 503)
             metrics.lifecycle_actions.labels(act.value).inc()
-            return _json(self, orjson.loads(dumps(event)), 202)
+            return _json(self, orjson.loads(body_out), 202)
 
     app.page("/api/alerts")(Alerts)
     app.page("/api/alerts/stats")(Stats)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .cli import cli
 
-SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery")
+SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery", "api_alerts")
 
 
 @cli.command()
@@ -23,8 +23,8 @@ def bench(
     json_path: Path = typer.Option(None, "--json", help="write the results as JSON here"),
     only: list[str] = typer.Option(None, "--only", help=f"run only these scenarios: {', '.join(SCENARIOS)}"),
 ) -> None:
-    """Measure throughput, latency, delivery, recording, memory and recovery, each as a
-    ratio against a baseline measured in the same run on the same broker."""
+    """Measure throughput, latency, delivery, recording, memory, recovery and the alert
+    list's answers, each as a ratio against a baseline measured in the same run."""
     from ..bench.scenarios import run_all
 
     bad = [o for o in only or [] if o not in SCENARIOS]

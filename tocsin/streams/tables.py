@@ -4,13 +4,28 @@ worker restores it and decides exactly as before.
 | table         | key          | value                                   | kind                 |
 |---------------|--------------|-----------------------------------------|----------------------|
 | throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s`` |
-| deliveries    | delivery_id  | "sent" / "dead"                         | plain                |
+| deliveries    | delivery_id  | ["sent" / "dead", written at]           | plain                |
 | status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
+
+Neither the status nor the delivery table grows for ever: the sweeps of the lifecycle and
+delivery agents delete what is past its retention (decisions/retention.py) with a tombstone
+on the changelog (a null value), which compaction keeps as the key's last word and recovery
+applies as a delete; both changelogs are compacted (``cleanup.policy=compact``, Faust's for
+a plain table). Each worker deletes only the keys of the partitions it writes.
+
+The status table lives in ``StatusStore`` whatever ``TOCSIN_TABLE_STORE`` says: its contents
+are the index ``GET /api/alerts`` answers from (status_index.py), held in memory on every
+worker; a start replays its compacted changelog.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import logging
+import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
@@ -20,10 +35,17 @@ import faust
 import orjson
 from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
+from faust.tables.globaltable import GlobalTable
+from faust.tables.table import Table
 from faust.types import TP
 
+from ..decisions.retention import delivery_expiry
 from ..decisions.throttle import WindowState
 from ..schemas.codec import dumps
+from . import allocator
+from .status_index import StatusIndex
+
+log = logging.getLogger(__name__)
 
 
 class _PartitionEvent:
@@ -96,20 +118,312 @@ class ThrottleTable:
         return len(self.table.data)
 
 
-async def write(app: Any, table: Any, key: str, value: Any, partition: int) -> None:
-    """``table[key] = value`` for a plain (or global) table, with the changelog record handed
-    straight to the producer instead of Faust's one-at-a-time send buffer: the same store
-    write, the same bytes to the same partition (tested), and, for a RocksDB store, the same
-    persisted-offset bookkeeping once the record is acknowledged. The caller has set the
-    current event (the RocksDB store picks the partition's database from it)."""
-    table.data[key] = value
+def changelog_record(table: Any, key: str, value: Any, partition: int) -> tuple[str, bytes, bytes, int]:
+    """``table[key] = value`` for a plain (or global) table, in the store now; returns its
+    changelog record (the bytes Faust's own send would write, to the same partition: tested),
+    for the caller to send through the Outbox. The caller has set the current event (the
+    RocksDB store picks the partition's database from it)."""
+    index = getattr(table.data, "data", None)
+    if isinstance(index, StatusIndex):
+        index.put(key, value, partition)  # it keeps the partition: the sweep's and the tombstone's
+    else:
+        table.data[key] = value
+    return table.changelog_topic.get_topic_name(), orjson.dumps(key), dumps(value), partition
+
+
+def note_persisted(table: Any, acked: Iterable[Any]) -> None:
+    """As Faust does once changelog records are acknowledged: a RocksDB store remembers how
+    far the changelog is in it. ``acked``: the Outbox's ``Acked`` of a call (None: refused)."""
+    data = table.data
+    if isinstance(data, MemoryStore):
+        return
+    changelog = table.changelog_topic.get_topic_name()
+    last: dict[int, int] = {}
+    for a in acked:
+        if a is not None and a.topic == changelog and a.offset > last.get(a.partition, -1):
+            last[a.partition] = a.offset
+    for partition, offset in last.items():
+        data.set_persisted_offset(TP(changelog, partition), offset)
+
+
+async def write(outbox: Any, table: Any, key: str, value: Any, partition: int) -> None:
+    """``table[key] = value`` with its changelog record sent through ``outbox`` and
+    acknowledged by the broker before this returns (``changelog_record``)."""
+    acked = await outbox.send_many([changelog_record(table, key, value, partition)])
+    note_persisted(table, acked)
+
+
+async def send_tombstones(app: Any, table: Any, keys: list[tuple[str, int]]) -> int:
+    """A null value on the table's changelog for each (key, partition), the key already
+    deleted from the store; how many the broker acknowledged. One not acknowledged leaves the
+    key's last value in the changelog: a restart brings it back, and the next sweep deletes
+    it again."""
+    if not keys:
+        return 0
     topic = table.changelog_topic.get_topic_name()
-    fut = await app.producer.send(topic, orjson.dumps(key), dumps(value), partition, None, None)
+    producer = app.producer
+    futures = [await producer.send(topic, orjson.dumps(key), None, partition, None, None) for key, partition in keys]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        log.warning("%s: %d of %d tombstones not acknowledged (%s); the next sweep deletes them again",
+                    table.name, len(failed), len(keys), failed[0])
     if not isinstance(table.data, MemoryStore):
-        data = table.data
-        tp = TP(topic, partition)
-        fut.add_done_callback(lambda f: None if f.cancelled() or f.exception() else
-                              data.set_persisted_offset(tp, f.result().offset))
+        last: dict[int, int] = {}
+        for r in results:
+            if not isinstance(r, BaseException) and r.offset > last.get(r.partition, -1):
+                last[r.partition] = r.offset
+        for partition, offset in last.items():
+            table.data.set_persisted_offset(TP(topic, partition), offset)
+    return len(keys) - len(failed)
+
+
+def owned_partitions(app: Any, topic: str) -> set[int]:
+    """The partitions of ``topic`` this worker is assigned as active (the ones it writes)."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
+def sweep_interval(retention_s: float) -> float:
+    """How often a sweep looks for what is past ``retention_s``: a twentieth of it, from 1 s
+    to a minute."""
+    return min(60.0, max(1.0, retention_s / 20))
+
+
+# -- the status table ----------------------------------------------------------------------
+
+
+class StatusStore(MemoryStore):
+    """The status table's store: a ``StatusIndex`` (compact records and the list's columns)
+    where Faust's memory store keeps a dict. Every change reaches it: the writer's ``put``
+    (tables.changelog_record), the changelog records of other workers and the recovery's
+    (``apply_changelog_batch``: a null value deletes)."""
+
+    data: StatusIndex  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.data = StatusIndex()
+
+    def apply_changelog_batch(self, batch: Iterable[Any], to_key: Any, to_value: Any) -> None:
+        index = self.data
+        for event in batch:
+            message = event.message
+            key = to_key(event.key)
+            if message.value is None:
+                index.discard(key)
+            else:
+                index.put(key, to_value(event.value), message.partition)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """A global table keeps every partition (Faust's memory store drops the keys of the
+        partitions that are not active: for a global table, none)."""
+
+
+class StatusTable(GlobalTable):
+    def _new_store_by_url(self, url: Any) -> Any:
+        return StatusStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
+                           key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                           value_type=self.value_type, loop=self.loop, options=self.options)
+
+
+def status_index(table: Any) -> StatusIndex:
+    return table.data.data  # type: ignore[no-any-return]
+
+
+# -- the delivery table ----------------------------------------------------------------------
+
+#: a delivery state's written time is rounded up to this (so never early, and one shared
+#: value a minute), or to a twentieth of a shorter retention
+WRITTEN_STEP_S = 60
+
+
+def state_of(value: Any) -> str | None:
+    """The state ("sent"/"dead") of a delivery table value: ``[state, written]``, or a bare
+    state as written before the time was kept."""
+    if isinstance(value, tuple | list):
+        return value[0] if value else None
+    return value  # type: ignore[no-any-return]
+
+
+def written_of(value: Any) -> int | None:
+    if isinstance(value, tuple | list) and len(value) > 1 and isinstance(value[1], int):
+        return value[1]
+    return None
+
+
+class DeliveryStates:
+    """When each delivery state was written, for its expiry (``delivery_expiry``).
+
+    The value written is ``(state, written)``, ``written`` the epoch second rounded up to the
+    minute (``step``): one shared tuple per state and minute in the store, ``["sent",
+    1733000040]`` on the changelog. Every key written is listed under (its changelog partition, that minute); a
+    sweep takes the lists past the retention, and deletes each key still written at that
+    minute (one written again since is in a later list). Recovered and standby records are
+    listed by ``on_changelog_event``, a bare state (written before the time was kept) by its
+    record's timestamp; a RocksDB store's keys from before the start, by a scan of each
+    partition once it is recovered."""
+
+    def __init__(self, retention_s: float) -> None:
+        self.retention_s = retention_s
+        self._values: dict[tuple[str, int], tuple[str, int]] = {}
+        self._lists: dict[tuple[int, int], list[str]] = {}
+        #: (written, partition) of every list, earliest first
+        self._due: list[tuple[int, int]] = []
+        self._scanned: set[int] = set()
+
+    @property
+    def retention_s(self) -> float:
+        return self._retention_s
+
+    @retention_s.setter
+    def retention_s(self, value: float) -> None:
+        self._retention_s = value
+        self.step = int(max(1, min(WRITTEN_STEP_S, value // 20)))
+
+    def minute(self, t: float) -> int:
+        """``t`` rounded up to the step."""
+        return -(-int(-(-t // 1)) // self.step) * self.step
+
+    def value(self, state: str, written: int) -> tuple[str, int]:
+        v = self._values.get((state, written))
+        if v is None:
+            v = self._values[(state, written)] = (state, written)
+        return v
+
+    def stamp(self, key: str, state: str, partition: int, now: float | None = None) -> tuple[str, int]:
+        """The value to write for ``key``'s ``state`` now, its expiry noted."""
+        written = self.minute(time.time() if now is None else now)
+        self._list(partition, written).append(key)
+        return self.value(state, written)
+
+    def _list(self, partition: int, written: int) -> list[str]:
+        keys = self._lists.get((partition, written))
+        if keys is None:
+            keys = self._lists[(partition, written)] = []
+            heapq.heappush(self._due, (written, partition))
+        return keys
+
+    def canonical(self, value: Any) -> Any:
+        """A value read from the changelog as the shared tuple the store keeps."""
+        written = written_of(value)
+        if written is None:
+            return value
+        return self.value(value[0], written)
+
+    def note(self, key: str, value: Any, partition: int, timestamp_s: float | None) -> None:
+        written = written_of(value)
+        if written is None:
+            written = self.minute(timestamp_s if timestamp_s else time.time())
+        self._list(partition, written).append(key)
+
+    def scan(self, store: Any, partitions: set[int]) -> int:
+        """List the keys a RocksDB store held before this start (its recovery replayed only
+        the changelog past them); each partition once."""
+        dbs = getattr(store, "_dbs", None)
+        if dbs is None:
+            return 0
+        n = 0
+        for partition in sorted(partitions - self._scanned):
+            db = dbs.get(partition)
+            if db is None:
+                continue
+            self._scanned.add(partition)
+            for raw_key, raw_value in store._visible_items(db):  # noqa: SLF001
+                try:
+                    key, value = orjson.loads(raw_key), orjson.loads(raw_value)
+                except orjson.JSONDecodeError:
+                    continue
+                self.note(key, value, partition, None)
+                n += 1
+        if n:
+            log.info("deliveries: %d states found on disk, listed for their expiry", n)
+        return n
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        self._scanned -= partitions
+
+    def expired(self, data: Any, now: float, owned: set[int], limit: int = 1 << 62) -> list[tuple[str, int]]:
+        """Delete from ``data`` (the table's store) the states past the retention, about
+        ``limit`` of them (the rest at the next call); the (key, partition) to tombstone:
+        those of the ``owned`` partitions (the others' states are deleted here too, without a
+        tombstone: their owner writes it)."""
+        out: list[tuple[str, int]] = []
+        due = self._due
+        seen = 0
+        while due and seen < limit and delivery_expiry(due[0][0], now, self.retention_s).expired:
+            written, partition = heapq.heappop(due)
+            keys = self._lists.pop((partition, written), [])
+            if len(keys) > limit - seen:  # the rest stays listed, due at once
+                self._lists[(partition, written)] = keys[limit - seen:]
+                heapq.heappush(due, (written, partition))
+                keys = keys[:limit - seen]
+            seen += len(keys)
+            for key in keys:
+                current = data.get(key)
+                if current is None:
+                    continue
+                at = written_of(current)
+                if at is not None and at != written:
+                    continue  # written again since: listed again, under its later minute
+                del data[key]
+                if partition in owned:
+                    out.append((key, partition))
+        for kv in [kv for kv in self._values if delivery_expiry(kv[1], now, self.retention_s).expired]:
+            del self._values[kv]
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._lists.values())
+
+
+class DeliveriesTable(Table):
+    """The delivery table, its states' expiry noted on every changelog record it reads."""
+
+    states: DeliveryStates
+
+    def _to_value(self, v: Any) -> Any:
+        return self.states.canonical(v)
+
+    async def on_changelog_event(self, event: Any) -> None:
+        message = event.message
+        if message.value is not None:
+            ts = message.timestamp
+            self.states.note(event.key, event.value, message.partition, ts / 1000 if ts else None)
+        await super().on_changelog_event(event)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if not isinstance(self.data, MemoryStore):
+            topic = self.changelog_topic.get_topic_name()
+            self.states.scan(self.data, {tp.partition for tp in active_tps if tp.topic == topic})
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                           generation_id: int = 0) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        topic = self.changelog_topic.get_topic_name()
+        self.states.forget_partitions({tp.partition for tp in revoked if tp.topic == topic})
+
+
+#: keys a sweep deletes before it lets the event loop go on (and sends their tombstones)
+SWEEP_CHUNK = 5_000
+
+
+async def sweep_deliveries(app: Any, table: Any, now: float | None = None) -> int:
+    """Delete the delivery states past their retention, with tombstones for the partitions
+    this worker writes, ``SWEEP_CHUNK`` at a time; how many were tombstoned."""
+    states: DeliveryStates = table.states
+    owned = owned_partitions(app, table.changelog_topic.get_topic_name())
+    at = time.time() if now is None else now
+    sent = 0
+    while True:
+        before = len(states)
+        keys = states.expired(table.data, at, owned, SWEEP_CHUNK)
+        sent += await send_tombstones(app, table, keys)
+        if len(states) == before:
+            break
+    if sent:
+        log.info("deliveries: %d states past the %g s retention deleted", sent, states.retention_s)
+    return sent
 
 
 @dataclass
@@ -120,6 +434,8 @@ class Tables:
 
 
 def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, partitions: int) -> Tables:
+    # what the tables keep is bounded; what the C heap keeps free around it is bounded by this
+    allocator.tune()
     throttle = app.Table(
         "throttle",
         default=None,
@@ -127,13 +443,22 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
         key_type=str,
         help="first alert and suppressed count per fingerprint per window",
     ).tumbling(window_s, expires=timedelta(seconds=max(expires_s, window_s * 2)))
-    deliveries = app.Table(
-        "deliveries", default=None, partitions=partitions, key_type=str,
+    deliveries = DeliveriesTable(
+        app, name="deliveries", default=None, beacon=app.tables.beacon, partitions=partitions, key_type=str,
         help="delivery state per delivery_id: a command delivered once is never sent again",
     )
-    # global: every worker's web view lists every alert, whichever worker folds it
-    status = app.GlobalTable(
-        "status", default=None, partitions=partitions, key_type=str,
+    # until deliver.register sets the retention from the settings: the default's
+    deliveries.states = DeliveryStates(expires_s + 2 * 86400)
+    app.tables.add(deliveries)
+    # global: every worker's web view lists every alert, whichever worker folds it (as
+    # app.GlobalTable makes it, with the index for a store)
+    status = app.tables.add(StatusTable(
+        app, name="status", default=None, beacon=app.tables.beacon, partitions=partitions, key_type=str,
+        standby_buffer_size=1, is_global=True, synchronize_all_active_partitions=False,
+        # every partition is an "active" one of a global table: Faust's recovery applies what it
+        # reads of the other workers' partitions once 1,000 records are buffered (its default),
+        # so their statuses would wait; one at a time, as its standby reads (cheap here: a put)
+        recovery_buffer_size=1,
         help="alert status per fingerprint (lifecycle)",
-    )
+    ))
     return Tables(ThrottleTable(throttle, window_s), deliveries, status)
