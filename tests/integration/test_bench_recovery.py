@@ -3,26 +3,32 @@ on it must decide exactly as if the throttle had written it."""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
 import pytest
 
 from tocsin.bench.scenarios import count_reaches, write_throttle_changelog
 
 from .harness import Stack, produce, read_topic
-from .test_pipeline import alert_bytes, bucket_time
+from .test_pipeline import alert_bytes
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_worker_restores_the_benchmarks_changelog(stack: Stack) -> None:
-    await write_throttle_changelog(stack.bootstrap, stack.prefix, 1000)
+    # one event time for the written state and the alerts: inside the bucket before this one,
+    # so no 10-minute boundary can fall between the two, however long the steps take
+    at = dt.datetime.fromtimestamp((time.time() // 600 - 1) * 600 + 30, dt.UTC)
+    await write_throttle_changelog(stack.bootstrap, stack.prefix, 1000, at=at)
     await count_reaches(stack.bootstrap, f"{stack.prefix}-worker-throttle-changelog", 1000, timeout=30)
     await stack.start_worker()
     fps = [f"order_rejected:ACC{i:07d}:BTC-USD:strat-{i % 50}" for i in (5, 6, 999)]
     await produce(stack.bootstrap, stack.topic("alerts"),
                   [alert_bytes(type="order_rejected", severity=2, summary="again", fingerprint=fp,
-                               event_timestamp=bucket_time(30)) for fp in fps]
+                               event_timestamp=at) for fp in fps]
                   + [alert_bytes(type="order_rejected", severity=2, summary="new", fingerprint="fresh:1",
-                                 event_timestamp=bucket_time(30))])
+                                 event_timestamp=at)])
     decisions = await read_topic(stack.bootstrap, stack.topic("decisions"), min_count=4)
     got = {d["value"]["alert"]["fingerprint"]: (d["value"]["outcome"], d["value"]["suppressed_count"])
            for d in decisions}

@@ -74,22 +74,29 @@ def email_channel(port: int) -> EmailChannel:
 class Topic:
     """Where ``handle`` sends: what was sent, in order (the topics are not under test here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.sent: list[Any] = []
 
-    async def send(self, key: Any = None, value: Any = None) -> None:
-        self.sent.append(value)
+    def get_topic_name(self) -> str:
+        return self.name
 
 
 class Outbox:
-    def __init__(self) -> None:
+    """The delivery outbox's part ``handle`` uses: attempts, table writes, published records."""
+
+    def __init__(self, topics: list[Topic]) -> None:
         self.attempts: list[dict[str, Any]] = []
+        self.topics = {t.name: t for t in topics}
 
     def attempt(self, att: dict[str, Any]) -> None:
         self.attempts.append(att)
 
     def table_write(self, table: dict[str, str], key: str, value: str, partition: int) -> None:
         table[key] = value
+
+    def publish(self, topic: str, key: str, value: Any) -> None:
+        self.topics[topic].sent.append(value)
 
 
 class Event:
@@ -105,9 +112,9 @@ class Agent:
     and real channels; the topics and the delivery table are in memory."""
 
     def __init__(self, channels: dict[str, Any]) -> None:
-        self.outbox = Outbox()
+        self.retry, self.dlq, self.alerts = Topic("retry"), Topic("dlq"), Topic("alerts")
+        self.outbox = Outbox([self.retry, self.dlq, self.alerts])
         self.table: dict[str, str] = {}
-        self.retry, self.dlq, self.alerts = Topic(), Topic(), Topic()
         self.rt: Any = type("Rt", (), {})()
         self.rt.settings = Settings(_env_file=None)  # type: ignore[call-arg]
         self.rt.policy = parse_policy({})

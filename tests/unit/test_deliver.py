@@ -10,6 +10,8 @@ import pytest
 
 from tocsin.agents.deliver import Dispatcher, priority
 
+from .producers import FakeProducer
+
 
 def dispatcher(read_ahead: int = 100) -> Dispatcher:
     rt: Any = SimpleNamespace(settings=SimpleNamespace(delivery_read_ahead=read_ahead, delivery_concurrency=1),
@@ -66,40 +68,6 @@ async def test_a_cancelled_sender_hands_its_wake_up_on() -> None:
 # ---------------------------------------------------------------- the outbox
 
 
-class FakeBatch:
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes | None, bytes]] = []
-
-    def append(self, key: bytes | None, value: bytes, timestamp: Any) -> object:
-        self.records.append((key, value))
-        return object()
-
-
-class FakeProducer:
-    """What BatchSender uses of an AIOKafkaProducer; fails the first ``fail`` batches."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
-        self.client = SimpleNamespace(_wait_on_metadata=self._metadata,
-                                      cluster=SimpleNamespace(partitions_for_topic=lambda t: {0, 1, 2, 3}))
-
-    async def _metadata(self, topic: str) -> None:
-        return None
-
-    def create_batch(self) -> FakeBatch:
-        return FakeBatch()
-
-    async def send_batch(self, batch: FakeBatch, topic: str, partition: int) -> asyncio.Future[Any]:
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("broker away")
-        self.sent.append((topic, partition, batch.records))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(SimpleNamespace(offset=100))
-        return fut
-
-
 class FakeEvent:
     def __init__(self) -> None:
         self.acked = 0
@@ -111,7 +79,8 @@ class FakeEvent:
 def outbox(producer: FakeProducer, store: Any = None) -> Any:
     from faust.stores.memory import Store as MemoryStore
 
-    from tocsin.agents.deliver import Outbox
+    from tocsin.agents.deliver import DeliveryOutbox
+    from tocsin.agents.outbox import Outbox
     from tocsin.schemas.codec import dumps
 
     class Memory(MemoryStore):
@@ -121,10 +90,11 @@ def outbox(producer: FakeProducer, store: Any = None) -> Any:
     table = SimpleNamespace(data=Memory() if store is None else store,
                             changelog_topic=SimpleNamespace(get_topic_name=lambda: "p-deliveries-changelog"))
     rt: Any = SimpleNamespace(
-        topics=SimpleNamespace(attempts=SimpleNamespace(get_topic_name=lambda: "p.attempts")),
+        topics=SimpleNamespace(attempts=SimpleNamespace(get_topic_name=lambda: "p.attempts"),
+                               dlq=SimpleNamespace(get_topic_name=lambda: "p.dlq")),
         tables=SimpleNamespace(deliveries=table), extras={"dumps": dumps},
-        app=SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer)))
-    return Outbox(rt), table
+        outbox=Outbox(lambda: producer))
+    return DeliveryOutbox(rt), table
 
 
 def attempt(delivery_id: str) -> dict[str, Any]:
@@ -133,26 +103,31 @@ def attempt(delivery_id: str) -> dict[str, Any]:
     return {"delivery_id": delivery_id, "channel": "webhook", "status": AttemptStatus.SENT}
 
 
-async def test_outbox_acks_once_the_records_are_in_the_producer() -> None:
-    producer = FakeProducer()
+async def test_outbox_acks_once_the_broker_acknowledged_the_records() -> None:
+    producer = FakeProducer("hold", "hold", "hold")
     box, table = outbox(producer)
     events = [FakeEvent() for _ in range(3)]
     for i, ev in enumerate(events):
         box.attempt(attempt(f"d{i}"))
         box.table_write(table, f"d{i}", "sent", 2)
+        box.publish("p.deliveries.retry", f"d{i}", {"delivery_id": f"d{i}"})
         box.ack_after(ev)
     assert dict(table.data.data) == {"d0": "sent", "d1": "sent", "d2": "sent"}  # the store at once
     assert not any(ev.acked for ev in events) and not producer.sent  # the records not yet
+    await asyncio.sleep(0.05)
+    assert producer.sent and not any(ev.acked for ev in events)  # handed over, not acknowledged
+    producer.release()
     await asyncio.sleep(0.01)
     assert all(ev.acked == 1 for ev in events)
     changelog = [b for b in producer.sent if b[0] == "p-deliveries-changelog"]
     assert changelog == [("p-deliveries-changelog", 2, [(b'"d0"', b'"sent"'), (b'"d1"', b'"sent"'),
                                                          (b'"d2"', b'"sent"')])]
     assert sum(len(r) for t, _, r in producer.sent if t == "p.attempts") == 3
+    assert sum(len(r) for t, _, r in producer.sent if t == "p.deliveries.retry") == 3
 
 
 async def test_outbox_retries_and_acks_nothing_before_the_records_are_queued() -> None:
-    producer = FakeProducer(fail=2)
+    producer = FakeProducer("raise", "raise")
     box, table = outbox(producer)
     ev = FakeEvent()
     box.attempt(attempt("d0"))
@@ -161,6 +136,36 @@ async def test_outbox_retries_and_acks_nothing_before_the_records_are_queued() -
     assert ev.acked == 0 and not producer.sent  # first retry after 0.1 s failed too
     await asyncio.sleep(0.3)
     assert ev.acked == 1 and len(producer.sent) == 1
+
+
+async def test_outbox_sends_again_what_the_broker_did_not_acknowledge() -> None:
+    from aiokafka.errors import KafkaTimeoutError
+
+    producer = FakeProducer(KafkaTimeoutError())
+    box, _ = outbox(producer)
+    ev = FakeEvent()
+    box.publish("p.dlq", "d0", {"delivery_id": "d0"})
+    box.ack_after(ev)
+    await asyncio.sleep(0.05)
+    assert ev.acked == 0 and len(producer.sent) == 1  # failed: waits for the resend
+    await asyncio.sleep(0.15)
+    assert ev.acked == 1 and len(producer.sent) == 2
+
+
+async def test_outbox_keeps_a_note_of_a_record_refused_for_good() -> None:
+    from tocsin.schemas.codec import loads
+
+    producer = FakeProducer(max_request_size=4096)
+    box, _ = outbox(producer)
+    ev = FakeEvent()
+    box.publish("p.dlq", "d0", {"delivery_id": "d0", "last_error": "x" * 10_000})
+    box.ack_after(ev)
+    await asyncio.sleep(0.05)
+    assert ev.acked == 1  # not retried for ever: acknowledged with the note on the broker
+    ((topic, _, [(key, value)]),) = producer.sent
+    assert topic == "p.dlq" and key == b"d0"
+    note = loads(value)
+    assert "refused for good" in note["error"] and note["refused"]["topic"] == "p.dlq"
 
 
 async def test_outbox_tells_a_persistent_store_how_far_its_changelog_is() -> None:

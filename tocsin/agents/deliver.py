@@ -7,9 +7,12 @@ committable) only once it was handled: delivered, scheduled for retry, or dead-l
 crash re-reads what was in flight, and the delivery table (keyed by delivery_id) recognises
 what was already sent; two copies of one command are never sent at once.
 
-Per command: duplicate? → skip; rate limit or open circuit → defer through the retry topic;
-send → one DeliveryAttempt; failure → retry at ``not_before`` through ``P.deliveries.retry``,
-or, permanent/exhausted, ``P.dlq`` + the failover receiver + (SEV1) an
+Per command (``decisions.retry.decide``): duplicate? → skip; past its deadline → dead
+(``expired``); open circuit → defer to the next probe, rate limit → defer to the slot reserved
+for it, through the retry topic, no attempt spent (a SEV1 deferred by an open circuit is also
+sent down its failover chain at once); send → one DeliveryAttempt; failure → retry at
+``not_before`` through ``P.deliveries.retry`` (the fast tier, then the slow one), or,
+permanent/exhausted/expired, ``P.dlq`` + the failover receiver + (SEV1) an
 ``alert_delivery_failed`` alert.
 """
 
@@ -31,13 +34,13 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
-from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP
 from pydantic import ValidationError
 
-from ..decisions.limits import breaker_outcome
-from ..decisions.retry import Reason, plan_retry
+from ..decisions.limits import BreakerState, CircuitBreaker, Gate, RateLimiter, breaker_outcome
+from ..decisions.retry import EXPIRED, Action, Contact, Decision, Pending, Reason, decide
+from ..errors import OutboxStopped, RecordRefused
 from ..schemas.alert import AlertEvent, parse_severity
 from ..schemas.messages import (
     NAMESPACE,
@@ -47,9 +50,12 @@ from ..schemas.messages import (
 )
 from ..streams import metrics
 from ..streams.app import Runtime
-from .batches import BatchSender, Outgoing
+from ..streams.tables import note_persisted, state_of, sweep_deliveries, sweep_interval
+from .batches import Outgoing
 from .channels.base import DeliveryResult, redact
 from .common import decode, keep_bad
+from .outbox import record as outbox_record
+from .outbox import refusal
 from .reader import PartitionReader, Track
 
 log = logging.getLogger(__name__)
@@ -159,60 +165,84 @@ def failure_alert(cmd: DeliveryCommand, error: str | None) -> AlertEvent:
 
 
 class Limits:
-    """Per-destination token buckets and circuit breakers (from decisions.limits)."""
+    """Each destination's circuit breaker and rate limiter (``decisions.limits.Gate``), set up
+    from its receiver settings in the routing file; the breakers' states on /metrics
+    (``tocsin_circuit_breaker_state``); the SEV1s already sent down their failover chain
+    because their destination's circuit was open (so that it is done once per command)."""
+
+    #: how many failed-over delivery_ids are remembered (SEV1s: a few)
+    FAILED_OVER_KEPT = 100_000
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.buckets: dict[str, Any] = {}
-        self.breakers: dict[str, Any] = {}
-        try:
-            from ..decisions import limits
-        except ImportError:  # pragma: no cover - while limits is being built
-            self.mod = None
-        else:
-            self.mod = limits
+        self.gates: dict[str, Gate] = {}
+        self.failed_over: dict[str, None] = {}
+        self._shown: dict[str, BreakerState] = {}
+        for destination in getattr(rt, "channels", None) or {}:
+            self.gate(destination)  # every destination on /metrics from the start, closed
 
-    def wait_for_token(self, cmd: DeliveryCommand, now: float) -> float:
-        if self.mod is None:
-            return 0.0
-        b = self.buckets.get(cmd.destination)
-        if b is None:
-            rp = self.rt.policy.policy_for(cmd.receiver)
-            ch = self.rt.channels.get(cmd.destination)
+    def gate(self, destination: str) -> Gate:
+        g = self.gates.get(destination)
+        if g is None:
+            rp = self.rt.policy.policy_for(destination)
+            ch = self.rt.channels.get(destination)
             rate = rp.rate_per_s or getattr(ch, "default_rate_per_s", None)
-            if not rate:
-                return 0.0
-            b = self.buckets[cmd.destination] = self.mod.TokenBucket(rate, rp.burst or max(1, int(rate)))
-        return float(b.take(now))
+            limiter = RateLimiter(rate, rp.burst or max(1, int(rate))) if rate else None
+            breaker = CircuitBreaker(rp.breaker_failures, rp.breaker_reset_s, rp.breaker_max_reset_s)
+            g = self.gates[destination] = Gate(breaker, limiter)
+            self.show(destination)
+        return g
 
-    def breaker(self, destination: str) -> Any:
-        if self.mod is None:
-            return None
-        br = self.breakers.get(destination)
-        if br is None:
-            br = self.breakers[destination] = self.mod.CircuitBreaker()
-        return br
+    def breaker(self, destination: str) -> CircuitBreaker:
+        return self.gate(destination).breaker
+
+    def show(self, destination: str) -> None:
+        """The breaker's state on /metrics; a change logged once."""
+        state = self.gates[destination].breaker.state
+        before = self._shown.get(destination)
+        if state is not before:
+            self._shown[destination] = state
+            child(metrics.circuit_breaker_state, destination).set(self.gates[destination].breaker.code)
+            if before is not None:
+                log.warning("circuit breaker of %s: %s -> %s", destination, before.value, state.value)
+
+    def pending(self, cmd: DeliveryCommand) -> Pending:
+        """The command as the delivery decision sees it: its schedule, its deadline (the
+        destination's ``max_age_s``; a redriven command has none), SEV1 or not, and whether it
+        may still be sent down its failover chain."""
+        rp = self.rt.policy.policy_for(cmd.destination)
+        return Pending(cmd.delivery_id, cmd.attempt, cmd.max_attempts, cmd.backoff_s, cmd.created_at,
+                       None if cmd.redriven else rp.max_age_s, cmd.alert.severity == 1,
+                       bool(cmd.failover) and cmd.delivery_id not in self.failed_over)
+
+    def note_failed_over(self, delivery_id: str) -> None:
+        self.failed_over[delivery_id] = None
+        if len(self.failed_over) > self.FAILED_OVER_KEPT:  # the oldest half forgotten
+            for key in list(itertools.islice(self.failed_over, self.FAILED_OVER_KEPT // 2)):
+                del self.failed_over[key]
 
 
-class Outbox:
-    """The attempt records and delivery-table changelog records of the commands handled in
-    one turn of the event loop, handed to the producer as one record batch per partition
-    (``BatchSender``) instead of one ``send`` each: a sender queues its records and goes on
-    to its next command without waiting.
+class DeliveryOutbox:
+    """The records of the commands handled in one turn of the event loop: their attempts,
+    their delivery-table changelog records, and what ``publish`` adds (retries, DLQ entries,
+    failovers, failure alerts), sent through the worker's ``Outbox`` (outbox.py) as one record
+    batch per partition: a sender queues its records and goes on to its next command without
+    waiting.
 
-    A command's event is acknowledged only once its records are in the producer, and Faust
-    flushes the producer before it commits an offset: a committed command always has its
-    attempt and its table write on the broker. A failed hand-over is retried, the events
-    staying unacknowledged meanwhile.
+    A command's event is acknowledged only once the broker acknowledged every record queued
+    before it: a committed command always has its attempt, its table write and its retry or
+    DLQ entry on the broker. While the broker does not acknowledge, the Outbox sends them
+    again and the events wait unacknowledged (a stop leaves them so: read again). A record
+    refused for good is kept as a note on ``P.dlq`` saying what was refused.
     """
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.records: Outgoing = []
         self.events: list[Any] = []
-        self.sender: BatchSender | None = None
         self._flushing: asyncio.Task[None] | None = None
         self.attempts_topic = rt.topics.attempts.get_topic_name()
+        self.dlq_topic = rt.topics.dlq.get_topic_name()
         self.dumps = rt.extras["dumps"]
 
     def attempt(self, att: dict[str, Any]) -> None:
@@ -227,8 +257,12 @@ class Outbox:
         self.records.append((table.changelog_topic.get_topic_name(), orjson.dumps(key), self.dumps(value),
                              partition))
 
+    def publish(self, topic: str, key: str, value: Any) -> None:
+        """Another record of the command being handled, the bytes its topic's ``send`` writes."""
+        self.records.append(outbox_record(topic, key, value))
+
     def ack_after(self, event: Any) -> None:
-        """Acknowledge ``event`` once the records queued so far are in the producer."""
+        """Acknowledge ``event`` once the broker acknowledged the records queued so far."""
         self.events.append(event)
         if self._flushing is None:
             self._flushing = asyncio.ensure_future(self._flush())
@@ -243,36 +277,27 @@ class Outbox:
                     await self._send(records)
                 for event in events:
                     event.ack()
+        except OutboxStopped as exc:
+            log.warning("%s (%d handled commands)", exc, len(self.events))
         finally:
             self._flushing = None
 
     async def _send(self, records: Outgoing) -> None:
-        delay = 0.1
-        while True:
+        """Send and wait for the broker; a record refused for good leaves a note on the DLQ."""
+        try:
+            acked: list[Any] = await self.rt.outbox.send_many(records)
+        except RecordRefused as exc:
+            acked = exc.acked
+            notes: Outgoing = []
+            for i, error in exc.refused.items():
+                log.error("a delivery record for %s (%d bytes) was refused for good (%s); a note of it is kept on %s",
+                          records[i][0], len(records[i][2]), error, self.dlq_topic)
+                notes.append((self.dlq_topic, records[i][1], refusal(records[i], error, "a delivery record"), None))
             try:
-                if self.sender is None:
-                    producer: Any = self.rt.app.producer
-                    self.sender = BatchSender(producer._ensure_producer())  # noqa: SLF001
-                sent = await self.sender.send(records)
-                break
-            except Exception as exc:  # the events wait unacknowledged: nothing is committed
-                log.warning("queueing %d delivery records failed (%s), retrying in %.1fs", len(records), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        data = self.rt.tables.deliveries.data
-        if isinstance(data, MemoryStore):
-            return
-        changelog = self.rt.tables.deliveries.changelog_topic.get_topic_name()
-        for topic, partition, count, fut in sent:
-            if topic == changelog:
-                fut.add_done_callback(functools.partial(_persisted, data, TP(topic, partition), count))
-
-
-def _persisted(data: Any, tp: TP, count: int, fut: asyncio.Future[Any]) -> None:
-    """As Faust does once a changelog record is acknowledged: a RocksDB store remembers how far
-    the changelog is in it (the batch's last offset)."""
-    if not fut.cancelled() and fut.exception() is None:
-        data.set_persisted_offset(tp, fut.result().offset + count - 1)
+                await self.rt.outbox.send_many(notes)
+            except RecordRefused as again:
+                log.error("the DLQ notes of refused delivery records were refused too: %s", again)
+        note_persisted(self.rt.tables.deliveries, acked)
 
 
 def priority(data: Any) -> int:
@@ -304,7 +329,7 @@ class Dispatcher:
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.space = Room(rt.settings.delivery_read_ahead,
                           getattr(rt.settings, "delivery_read_ahead_bytes", READ_AHEAD_BYTES))
-        self.outbox: Outbox = rt.extras["outbox"]
+        self.outbox: DeliveryOutbox = rt.extras["outbox"]
         self.queue_gauge = metrics.delivery_queue.labels(channel)
         self.workers: list[asyncio.Task[None]] = []
         #: the delivery_ids being handled, each with the event set when it is done
@@ -477,52 +502,78 @@ def record_attempt(rt: Runtime, att: dict[str, Any]) -> None:
     rt.extras["outbox"].attempt(att)
 
 
-async def defer(rt: Runtime, cmd: DeliveryCommand, wait_s: float, status: AttemptStatus, why: str) -> None:
+async def publish(rt: Runtime, topic: Any, key: str, value: Any) -> None:
+    """A record the handling of a command makes besides its attempt: a retry, its DLQ entry, a
+    failover, the failure alert. Queued with the command's attempt and table write, and, like
+    them, acknowledged by the broker before the command is (``DeliveryOutbox``)."""
+    rt.extras["outbox"].publish(topic.get_topic_name(), key, value)
+
+
+async def defer(rt: Runtime, cmd: DeliveryCommand, until: dt.datetime, status: AttemptStatus, why: str) -> None:
     """Not now (rate limit, open circuit): back through the retry topic, same attempt number."""
     now = utcnow()
     record_attempt(rt, attempt_record(cmd, status, now, now, reason=why))
-    later = cmd.model_copy(update={"not_before": now + dt.timedelta(seconds=max(wait_s, 0.01))})
-    await rt.topics.retry.send(key=cmd.delivery_id, value=later)
+    child(metrics.deliveries_deferred, cmd.channel, why).inc()
+    later = cmd.model_copy(update={"not_before": max(until, now + dt.timedelta(seconds=0.01))})
+    await publish(rt, rt.topics.retry, cmd.delivery_id, later)
 
 
-async def dead_letter(rt: Runtime, cmd: DeliveryCommand, error: str | None) -> None:
-    """Exhausted or permanent: DLQ, then the failover receiver, then (SEV1) the failure alert."""
+def failover_command(rt: Runtime, cmd: DeliveryCommand, error: str | None) -> DeliveryCommand:
+    """The command for the next destination of ``cmd``'s failover chain (a delivery of its own)."""
+    nxt, rest = cmd.failover[0], cmd.failover[1:]
+    rp = rt.policy.policy_for(nxt)
+    return cmd.model_copy(update={
+        "delivery_id": delivery_id_for(cmd.dedupe_key, cmd.receiver, nxt),
+        "destination": nxt,
+        "failover": list(rest),
+        "failover_of": cmd.destination,
+        "attempt": 1,
+        "max_attempts": rp.max_attempts,
+        "backoff_s": list(rp.schedule),
+        "not_before": None,
+        "last_error": error,
+        "created_at": utcnow(),
+        "redriven": False,
+    })
+
+
+async def fail_over(rt: Runtime, limits: Limits, cmd: DeliveryCommand, error: str | None) -> None:
+    """A SEV1 whose destination's circuit is open goes down its failover chain now; the
+    original keeps trying (and its delivery is recorded as its own, whenever it comes)."""
+    limits.note_failed_over(cmd.delivery_id)
+    fo = failover_command(rt, cmd, error)
+    log.warning("SEV1 delivery %s: the circuit of %s is open; failing over to %s now, and trying on",
+                cmd.delivery_id, cmd.destination, fo.destination)
+    topic = rt.topics.deliveries.get(fo.channel)
+    if topic is not None:
+        await publish(rt, topic, fo.delivery_id, fo)
+
+
+async def dead_letter(rt: Runtime, cmd: DeliveryCommand, error: str | None, fail_over: bool = True) -> None:
+    """Exhausted, expired or permanent: DLQ, then the failover receiver (unless ``fail_over``
+    is false: it already had the command), then (SEV1) the failure alert."""
     dead = cmd.model_copy(update={"last_error": error})
     metrics.dlq_total.labels(cmd.channel).inc()
-    await rt.topics.dlq.send(key=cmd.delivery_id, value=dead)
+    await publish(rt, rt.topics.dlq, cmd.delivery_id, dead)
     log.warning("delivery %s to %s is dead after %d attempt(s): %s", cmd.delivery_id, cmd.destination,
                 cmd.attempt, error)
-    if cmd.failover:
-        nxt, rest = cmd.failover[0], cmd.failover[1:]
-        rp = rt.policy.policy_for(nxt)
-        fo = cmd.model_copy(update={
-            "delivery_id": delivery_id_for(cmd.dedupe_key, cmd.receiver, nxt),
-            "destination": nxt,
-            "failover": list(rest),
-            "failover_of": cmd.destination,
-            "attempt": 1,
-            "max_attempts": rp.max_attempts,
-            "backoff_s": list(rp.backoff_s),
-            "not_before": None,
-            "last_error": error,
-            "created_at": utcnow(),
-        })
+    if cmd.failover and fail_over:
+        fo = failover_command(rt, cmd, error)
         topic = rt.topics.deliveries.get(fo.channel)
         if topic is not None:
-            await topic.send(key=fo.delivery_id, value=fo)
+            await publish(rt, topic, fo.delivery_id, fo)
     # one failure alert per dead primary delivery of a SEV1, never about itself
     if (cmd.alert.severity == 1 and cmd.alert.type != DELIVERY_FAILED and cmd.failover_of is None
             and not cmd.redriven):
         alert = failure_alert(cmd, error)
-        await rt.topics.alerts.send(key=alert.fingerprint.encode(),
-                                    value=rt.extras["dumps"](alert))
+        await publish(rt, rt.topics.alerts, alert.fingerprint, alert)
 
 
 async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) -> None:
     table = rt.tables.deliveries
     # table writes go to the changelog partition of this command's message
     _current_event.set(weakref.ref(event))
-    state = table.get(cmd.delivery_id)
+    state = state_of(table.get(cmd.delivery_id))  # the value also says when: its expiry (tables.py)
     now = utcnow()
     if state == SENT or (state == DEAD and not cmd.redriven):
         record_attempt(rt, attempt_record(cmd, AttemptStatus.SKIPPED_DUPLICATE, now, now,
@@ -533,57 +584,84 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
         err = f"destination {cmd.destination} is not configured on this worker"
         record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, now, now,
                                                 reason=Reason.CONFIG.value, error=err))
-        rt.extras["outbox"].table_write(table, cmd.delivery_id, DEAD, event.message.partition)
+        rt.extras["outbox"].table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, DEAD, event.message.partition),
+                                        event.message.partition)
         await dead_letter(rt, cmd, err)
         return
-    mono = time.monotonic()
-    wait = limits.wait_for_token(cmd, mono)
-    if wait > 0:
-        await defer(rt, cmd, wait, AttemptStatus.RATE_LIMITED, Reason.RATE_LIMITED.value)
-        return
-    breaker = limits.breaker(cmd.destination)
+    # an attempt is a contact: an open circuit or the rate limit defers the command (to the
+    # next probe, to its reserved slot) without spending one (decisions.retry.decide)
+    gate = limits.gate(cmd.destination)
+    pending = limits.pending(cmd)
     started = utcnow()
-    if breaker is not None and not breaker.allow(mono):
-        # an open circuit spares the endpoint, not the schedule: the attempt counts, so the
-        # command still reaches its failover in time
-        result = DeliveryResult(False, True, Reason.CIRCUIT_OPEN, None,
-                                f"circuit open for {cmd.destination}")
-        failed_status = AttemptStatus.CIRCUIT_OPEN
-    else:
-        failed_status = AttemptStatus.FAILED
-        try:
-            if getattr(channel, "bounded", False):  # its own deadline: no timer of ours
+    decision = decide(pending, started, gate)
+    limits.show(cmd.destination)
+    if decision.action is not Action.SEND:
+        await follow(rt, limits, cmd, event, decision, started, started, None)
+        return
+    try:
+        if getattr(channel, "bounded", False):  # its own deadline: no timer of ours
+            result = await channel.send(cmd)
+        else:
+            async with asyncio.timeout(rt.settings.delivery_timeout_s * 1.5):
                 result = await channel.send(cmd)
-            else:
-                async with asyncio.timeout(rt.settings.delivery_timeout_s * 1.5):
-                    result = await channel.send(cmd)
-        except TimeoutError:
-            result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
-        except Exception as exc:  # a channel bug must not lose the command
-            result = DeliveryResult(False, True, Reason.UNKNOWN, None,
-                                    redact(f"{type(exc).__name__}: {exc}", channel_secrets(channel)))
-        if breaker is not None:  # what the destination did, if anything (limits.breaker_outcome)
-            breaker.record(breaker_outcome(result.ok, result.retryable, result.reason), time.monotonic())
+    except TimeoutError:
+        result = DeliveryResult(False, True, Reason.TIMEOUT, None, "timed out")
+    except Exception as exc:  # a channel bug must not lose the command
+        result = DeliveryResult(False, True, Reason.UNKNOWN, None,
+                                redact(f"{type(exc).__name__}: {exc}", channel_secrets(channel)))
+    # what the destination did, if anything (limits.breaker_outcome)
+    gate.breaker.record(breaker_outcome(result.ok, result.retryable, result.reason), utcnow().timestamp())
+    limits.show(cmd.destination)
     finished = utcnow()
     child(metrics.delivery_latency, cmd.channel).observe((finished - started).total_seconds())
     if result.ok:
-        rt.extras["outbox"].table_write(table, cmd.delivery_id, SENT, event.message.partition)
+        rt.extras["outbox"].table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, SENT, event.message.partition),
+                                        event.message.partition)
         child(metrics.end_to_end_latency, cmd.channel).observe(
             max(0.0, (finished - cmd.alert.event_timestamp).total_seconds()))
         record_attempt(rt, attempt_record(cmd, AttemptStatus.SENT, started, finished, result))
         return
-    plan = plan_retry(cmd.attempt, cmd.max_attempts, cmd.backoff_s, result.retryable, finished,
-                      result.retry_after_s)
-    if plan.retry:
-        record_attempt(rt, attempt_record(cmd, failed_status, started, finished, result))
-        nxt = cmd.model_copy(update={"attempt": cmd.attempt + 1, "not_before": plan.not_before,
-                                     "last_error": result.error})
-        await rt.topics.retry.send(key=cmd.delivery_id, value=nxt)
+    contact = Contact(result.ok, result.retryable, result.reason, result.retry_after_s,
+                      gate.breaker.state is BreakerState.OPEN)
+    await follow(rt, limits, cmd, event, decide(pending, finished, contact=contact), started, finished, result)
+
+
+async def follow(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any, decision: Decision,
+                 started: dt.datetime, finished: dt.datetime, result: DeliveryResult | None) -> None:
+    """Carry out a decision other than send/done: defer, retry (each maybe with a failover
+    now), or dead."""
+    action = decision.action
+    if action is Action.DEFER:
+        if decision.reason == Reason.CIRCUIT_OPEN.value:
+            limits.gate(cmd.destination).forget(cmd.delivery_id)  # a rate slot it held goes unused
+            status = AttemptStatus.CIRCUIT_OPEN
+        else:
+            status = AttemptStatus.RATE_LIMITED
+        assert decision.at is not None
+        await defer(rt, cmd, decision.at, status, decision.reason)
+        if decision.failover:
+            await fail_over(rt, limits, cmd, f"circuit open for {cmd.destination}")
         return
-    record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, started, finished, result,
-                                            reason=f"{result.reason.value}: {plan.reason}"))
-    rt.extras["outbox"].table_write(table, cmd.delivery_id, DEAD, event.message.partition)
-    await dead_letter(rt, cmd, result.error)
+    error = result.error if result is not None else cmd.last_error
+    if action is Action.RETRY:
+        record_attempt(rt, attempt_record(cmd, AttemptStatus.FAILED, started, finished, result))
+        nxt = cmd.model_copy(update={"attempt": cmd.attempt + 1, "not_before": decision.at,
+                                     "last_error": error})
+        await publish(rt, rt.topics.retry, cmd.delivery_id, nxt)
+        if decision.failover:
+            await fail_over(rt, limits, cmd, error)
+        return
+    if action is Action.DEAD:
+        if decision.reason == EXPIRED:  # the DLQ entry says why first
+            error = f"{EXPIRED}: {decision.detail}" + (f"; last error: {error}" if error else "")
+            limits.gate(cmd.destination).forget(cmd.delivery_id)
+        record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, started, finished, result,
+                                          reason=EXPIRED if decision.reason == EXPIRED else decision.detail,
+                                          error=error))
+        table = rt.tables.deliveries
+        rt.extras["outbox"].table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, DEAD, event.message.partition),
+                                        event.message.partition)
+        await dead_letter(rt, cmd, error, fail_over=decision.failover)
 
 
 def channel_secrets(channel: Any) -> list[str]:
@@ -719,9 +797,19 @@ def register(rt: Runtime) -> None:
     from ..schemas.codec import dumps
 
     rt.extras["dumps"] = dumps
-    rt.extras["outbox"] = Outbox(rt)
+    rt.extras["outbox"] = DeliveryOutbox(rt)
     limits = Limits(rt)
     app = rt.app
+    # the delivery table's retention: states past it deleted, with tombstones (tables.py)
+    retention = rt.tables.deliveries.states.retention_s = rt.settings.delivery_state_retention
+
+    @app.timer(sweep_interval(retention), name=f"{rt.settings.topic_prefix}.delivery_retention")
+    async def _sweep_delivery_states() -> None:
+        if rt.ready():
+            try:
+                await sweep_deliveries(app, rt.tables.deliveries)
+            except Exception:  # the next sweep tries again; a timer that raised would stop
+                log.exception("deliveries: the retention sweep failed")
     dispatchers: dict[str, Dispatcher] = {}
     by_topic: dict[str, Dispatcher] = {}
     for channel, channel_topic in rt.topics.deliveries.items():
