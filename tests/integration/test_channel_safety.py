@@ -37,6 +37,7 @@ from tocsin.decisions.routing import parse_policy
 from tocsin.schemas.codec import dumps
 from tocsin.schemas.messages import DeliveryCommand
 from tocsin.streams.settings import Settings
+from tocsin.streams.tables import DeliveryStates
 
 from .channel_peers import HttpPeer, SmtpPeer, StreamingPeer, make_command, unbuildable
 from .harness import SmtpReceiver, Stack, produce, read_topic
@@ -119,6 +120,10 @@ class Agent:
         self.rt.settings = Settings(_env_file=None)  # type: ignore[call-arg]
         self.rt.policy = parse_policy({})
         self.rt.channels = channels
+        # the delivery table: a dict store, with the real states' expiry bookkeeping beside it
+        deliveries = type("Deliveries", (dict,), {})()
+        deliveries.states = DeliveryStates(3600)
+        self.table = deliveries
         self.rt.tables = type("Tables", (), {"deliveries": self.table})()
         self.rt.topics = type("Topics", (), {"retry": self.retry, "dlq": self.dlq, "alerts": self.alerts,
                                              "deliveries": {}})()
