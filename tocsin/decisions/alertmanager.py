@@ -22,7 +22,7 @@ overrides it):
 - ``event_timestamp``: ``startsAt`` while firing, ``endsAt`` once resolved, so Prometheus's
   re-sends (every minute while firing, for 15 minutes once resolved) fall in the window of
   the first;
-- ``alert_id``: derived from the fingerprint, ``startsAt`` and ``endsAt``. A resolved alert
+- ``alert_id``: derived from the fingerprint, ``startsAt``, ``endsAt`` and the status. A resolved alert
   sent again is the same alert_id, hence the same dedupe key and delivery ids: it is never
   delivered twice. A firing alert re-sent by Prometheus carries a later ``endsAt`` (its
   validity) each time: a repeat in the window of the first, suppressed and counted.
@@ -277,7 +277,10 @@ def map_alert(raw: Any, now: dt.datetime, mapping: AlertmanagerMapping = DEFAULT
     if extra:
         details.update(extra)
     data = {
-        "alert_id": uuid.uuid5(NAMESPACE, f"alertmanager/{fp}/{_iso(starts)}/{_iso(ends) or ''}"),
+        # the status is part of it: the same startsAt/endsAt posted once firing (endsAt still
+        # ahead) and once resolved (endsAt passed) are two alerts, not one recorded twice
+        "alert_id": uuid.uuid5(NAMESPACE, f"alertmanager/{fp}/{_iso(starts)}/{_iso(ends) or ''}"
+                                          f"/{'resolved' if resolved else 'firing'}"),
         "type": type_,
         "severity": severity_of(labels.get(mapping.severity_label), mapping),
         "event_timestamp": when,
