@@ -33,7 +33,7 @@ from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand, LifecycleAction, LifecycleEvent, delivery_id_for
 from . import text as safe
 from .base import DeliveryResult, payload_dict
-from .webhook import USER_AGENT, HttpChannel
+from .webhook import HttpChannel
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +131,7 @@ class PagerDutyChannel(HttpChannel):
         return super().failure_text(resp, body)
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
-        try:
-            body = self.body(command)
-        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
-            return self.cannot_build(command, exc)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        return await self.post_json(self.url, body, headers, command)
+        return await self.send_body(command, self.url)
 
 
 def relays(status: Mapping[str, Any] | None, event: LifecycleEvent) -> list[DeliveryCommand]:

@@ -25,7 +25,7 @@ from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text as safe
 from .base import DeliveryResult, payload_dict
-from .webhook import USER_AGENT, HttpChannel, url_secrets
+from .webhook import HttpChannel, url_secrets
 
 SECTION_MAX = 3000  # Slack's limit on a section's text
 FIELD_MAX = 2000  # on one field's text
@@ -105,12 +105,7 @@ class SlackChannel(HttpChannel):
         return dumps(render(command, self.allow_mentions))
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
-        try:
-            body = self.body(command)
-        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
-            return self.cannot_build(command, exc)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        return await self.post_json(self._url, body, headers, command)
+        return await self.send_body(command, self._url)
 
 
 __all__ = ["SlackChannel", "render", "escape"]

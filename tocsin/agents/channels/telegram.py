@@ -29,7 +29,7 @@ from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text as safe
 from .base import DeliveryResult, payload_dict
-from .webhook import USER_AGENT, HttpChannel
+from .webhook import HttpChannel
 
 TEXT_MAX = 4096  # Telegram's limit on a message's text
 SEVERITY_MARK = {1: "\U0001F534", 2: "\U0001F7E0", 3: "\u26AA"}
@@ -111,12 +111,7 @@ class TelegramChannel(HttpChannel):
         return None
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
-        try:
-            body = self.body(command)
-        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
-            return self.cannot_build(command, exc)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        return await self.post_json(self._url, body, headers, command)
+        return await self.send_body(command, self._url)
 
 
 __all__ = ["TelegramChannel", "escape", "render_text"]

@@ -340,6 +340,19 @@ class HttpChannel(ChannelBase):
         """A 2xx that still says no (Telegram's ``{"ok": false}``): the error, else None."""
         return None
 
+    def body(self, command: DeliveryCommand) -> bytes:
+        """The JSON body of ``command`` (each JSON channel renders its own)."""
+        raise NotImplementedError
+
+    async def send_body(self, command: DeliveryCommand, url: str) -> DeliveryResult:
+        """POST ``self.body(command)`` to ``url``; a body that cannot be built fails for good."""
+        try:
+            body = self.body(command)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
+            return self.cannot_build(command, exc)
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        return await self.post_json(url, body, headers, command)
+
     async def post_json(self, url: str, content: bytes, headers: dict[str, str],
                         command: DeliveryCommand) -> DeliveryResult:
         try:
