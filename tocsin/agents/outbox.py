@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import Counter
 
+from ..decisions.backoff import Backoff
 from ..errors import OutboxStopped, RecordRefused
 from ..schemas.codec import dumps
 from ..streams import metrics
@@ -92,8 +93,8 @@ class Outbox:
                  backoff_s: float = BACKOFF_S, backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self._producer = producer
         self.stopping = stopping
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
+        #: between the sends of what the broker did not acknowledge
+        self.backoff = Backoff(backoff_s, backoff_max_s)
         self._sender: BatchSender | None = None
         #: the failure last logged, so that a broker away is logged once, not once a retry
         self._failing: str | None = None
@@ -120,16 +121,16 @@ class Outbox:
         refused: dict[int, BaseException] = {}
         alone: set[int] = set()  # sent in a record batch of their own (theirs was refused)
         pending = list(range(len(records)))
-        delay, resends = self.backoff_s, 0
+        delays, resends = self.backoff.delays(), 0
         while True:
             failed, error = await self._round(records, pending, acked, refused, alone)
             if not failed:
                 break
             resends += 1
             resent_total.inc(len(failed))
+            delay = next(delays)
             self._failed(len(failed), error, delay)
             await self._pause(delay, len(failed))
-            delay = min(delay * 2, self.backoff_max_s)
             pending = failed
         if resends and self._failing is not None:
             log.info("the broker acknowledges again (%d record(s) after %d resend(s))", len(records), resends)
@@ -201,7 +202,7 @@ class Outbox:
         if what != self._failing:
             log.warning("the broker did not acknowledge %d record(s) (%s); sending them again every %.1f-%.0fs "
                         "until it does, the events that made them unacknowledged", count, what, delay,
-                        self.backoff_max_s)
+                        self.backoff.max_s)
             self._failing = what
 
     async def _pause(self, delay: float, count: int) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Any
 
+from ..decisions.backoff import Backoff, Failure, retry
 from ..errors import OutboxStopped, RecordRefused, StoreError, TocsinError
 from ..schemas.codec import dumps
 from ..schemas.validate import raw_text
@@ -64,24 +64,31 @@ class FaultyStore:
         return self._store.insert_json(table, messages, dedup_token)
 
 
+#: between the tries of opening the store while ClickHouse does not answer
+OPEN_BACKOFF = Backoff(0.5, 30.0, jitter=0.5)
+
+
 async def open_recorder(rt: Runtime) -> Recorder:
     """Open and migrate the store, retrying with backoff until ClickHouse answers."""
-    from ..infra.clickhouse.client import open_store
+    from ..infra.clickhouse.client import Store, open_store
 
     s = rt.settings
-    delay, last = 0.5, None
-    while True:
-        try:
-            store = await asyncio.to_thread(open_store, s.clickhouse_dsn)
-            await asyncio.to_thread(store.migrate)
-            break
-        except StoreError as exc:
-            if str(exc) != last:
-                log.error("recording waits for ClickHouse (retrying): %s", exc)
-                last = str(exc)
-            metrics.record_failures.inc()
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, 30.0)
+    last: str | None = None  # the failure last logged
+
+    def failed(f: Failure) -> None:
+        nonlocal last
+        if str(f.error) != last:
+            log.error("recording waits for ClickHouse (retrying): %s", f.error)
+            last = str(f.error)
+        metrics.record_failures.inc()
+
+    def open_migrated() -> Store:
+        store = open_store(s.clickhouse_dsn)
+        store.migrate()
+        return store
+
+    store = await retry(lambda: asyncio.to_thread(open_migrated), OPEN_BACKOFF, on_failure=failed,
+                        retry_if=lambda exc: isinstance(exc, StoreError))
     if last is not None:
         log.info("ClickHouse reachable again: recording resumes")
     faults = int(os.environ.get(FAULTS_ENV, "0") or 0)

@@ -44,7 +44,6 @@ import datetime as dt
 import hashlib
 import logging
 import math
-import random
 import re
 import time
 import uuid
@@ -56,6 +55,7 @@ import msgspec
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from ..decisions.backoff import Backoff, Failure, retry
 from ..errors import StoreError
 from ..infra.clickhouse.client import DataRefusedError
 from ..schemas.messages import Decision, DeliveryAttempt, LifecycleEvent
@@ -496,8 +496,8 @@ class Recorder:
         self.store = store
         self.batch_rows = batch_rows
         self.batch_s = batch_s
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
+        #: between the tries of an insert that failed in a way that may pass
+        self.backoff = Backoff(backoff_s, backoff_max_s, jitter=0.5)
         self.max_retries = max_retries
         self._clock = clock
         self._sleep = sleep
@@ -698,32 +698,24 @@ class Recorder:
             call(*args, token[0])
 
         tries = 0
-        while True:
-            try:
-                await asyncio.to_thread(send)
-            except DataRefusedError:
-                raise
-            except StoreError as exc:
-                tries += 1
-                self.failures += 1
-                if str(exc) != self._last_error:
-                    log.warning("record: insert of %d rows into %s failed, retrying: %s", n, table, exc)
-                    self._last_error = str(exc)
-                if self.max_retries is not None and tries > self.max_retries:
-                    raise
-                await self._sleep(self._backoff(tries))
-                continue
-            break
+
+        def failed(f: Failure) -> None:
+            nonlocal tries
+            tries = f.failures
+            self.failures += 1
+            if str(f.error) != self._last_error:
+                log.warning("record: insert of %d rows into %s failed, retrying: %s", n, table, f.error)
+                self._last_error = str(f.error)
+
+        await retry(lambda: asyncio.to_thread(send), self.backoff, on_failure=failed, max_retries=self.max_retries,
+                    retry_if=lambda exc: isinstance(exc, StoreError) and not isinstance(exc, DataRefusedError),
+                    sleep=self._sleep)
         if self._last_error is not None:
             log.info("record: inserts into ClickHouse work again (after %d failed tries)", tries)
             self._last_error = None
         self.rows_inserted += n
         self.batches_inserted += 1
         log.debug("record: inserted %d rows into %s", n, table)
-
-    def _backoff(self, tries: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_s * 2 ** (tries - 1))
-        return base * (0.5 + random.random() / 2)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -34,6 +34,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerClosed
 from faust.types import TP
 
+from ..decisions.backoff import Backoff, Failure, retry
 from ..decisions.routing import route
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
@@ -63,6 +64,8 @@ HOLD_S = 0.05
 HOLD_BYTES = 8 << 20
 #: most (severity, type) routes remembered: types are the producers' (64 characters at most)
 ROUTES_MAX = 1024
+#: between the tries of handing a batch to a producer that refused it
+SEND_BACKOFF = Backoff(0.1, 5.0)
 
 
 class Throttle:
@@ -329,21 +332,21 @@ class HotReader(PartitionReader):
             await self.send(held)
 
     async def send(self, out: Outgoing) -> None:
-        delay = 0.1
-        while out:
-            try:
-                self.unacked.extend(await self.sender.send(out))
-                break
-            except Exception as exc:  # nothing of this batch is committed before it is sent
-                if self.closed or isinstance(exc, ProducerClosed):
-                    # the worker is stopping: nothing of what made the batch is committed (stale),
-                    # the next owner reads it again
-                    self.stale = True
-                    log.info("the worker stops with %d messages not sent; they are read again", len(out))
-                    return
-                log.warning("queueing the batch's %d messages failed (%s), retrying in %.1fs", len(out), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Hand ``out`` to the producer, trying again until it is taken (nothing of this batch
+        is committed before it is sent) or the worker stops."""
+        if not out:
+            return
+
+        def failed(f: Failure) -> None:
+            log.warning("queueing the batch's %d messages failed (%s), retrying in %.1fs", len(out), f.error, f.delay_s)
+
+        try:
+            self.unacked.extend(await retry(lambda: self.sender.send(out), SEND_BACKOFF, on_failure=failed,
+                                            retry_if=lambda exc: not (self.closed or isinstance(exc, ProducerClosed))))
+        except Exception:  # only what retry_if refuses: the worker is stopping
+            # nothing of what made the batch is committed (stale), the next owner reads it again
+            self.stale = True
+            log.info("the worker stops with %d messages not sent; they are read again", len(out))
 
     async def step(self) -> None:
         await super().step()
