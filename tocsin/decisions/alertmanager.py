@@ -40,13 +40,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
 from ..schemas.alert import ENTITY_MAX, FINGERPRINT_MAX, AlertEvent, parse_timestamp
 from ..schemas.messages import NAMESPACE
+from .config_model import Table, describe, invalid
 
 # ----------------------------------------------------------------------- the fingerprint
 
@@ -102,65 +103,76 @@ class AlertmanagerMapping:
 
 DEFAULT_MAPPING = AlertmanagerMapping()
 
-MAPPING_KEYS = ("type_label", "default_type", "severity_label", "severities", "default_severity",
-                "summary_annotations", "entity")
+
+def _label(v: Any) -> str:
+    if not isinstance(v, str) or not _LABEL_NAME.match(v):
+        raise invalid("a label name ([A-Za-z_][A-Za-z0-9_]*)")
+    return v
+
+
+def _label_or_none(v: Any) -> str:
+    if v == "":
+        return v  # "" maps the field from no label
+    if not isinstance(v, str) or not _LABEL_NAME.match(v):
+        raise invalid('a label name, or "" for none')
+    return v
+
+
+def _type_name(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[a-z0-9_.-]{1,64}", v):
+        raise invalid("a type: [a-z0-9_.-]{1,64}")
+    return v
+
+
+def _severity(v: Any) -> int:
+    if isinstance(v, bool) or v not in (1, 2, 3):
+        raise invalid("1, 2 or 3")
+    return int(v)
+
+
+def _entity_field(k: Any) -> str:
+    if k not in ENTITY_FIELDS:
+        raise invalid(f"not an entity field ({', '.join(ENTITY_FIELDS)})")
+    return str(k)
+
+
+LabelName = Annotated[str, BeforeValidator(_label)]
+Severity = Annotated[int, BeforeValidator(_severity)]
+
+
+class MappingFile(Table):
+    """The routing file's ``[ingest.alertmanager]``: what it changes of ``DEFAULT_MAPPING``
+    (``severities`` and ``entity`` add to the defaults; an entity field mapped to ``""`` is
+    taken from no label)."""
+
+    type_label: LabelName = DEFAULT_MAPPING.type_label
+    default_type: Annotated[str, BeforeValidator(_type_name)] = DEFAULT_MAPPING.default_type
+    severity_label: LabelName = DEFAULT_MAPPING.severity_label
+    severities: dict[Annotated[str, BeforeValidator(lambda k: str(k).strip().lower())], Severity] = Field(
+        default_factory=dict, description="a table of label value = 1, 2 or 3")
+    default_severity: Severity = DEFAULT_MAPPING.default_severity
+    summary_annotations: tuple[Annotated[str, Strict(), Field(min_length=1)], ...] = Field(
+        default=DEFAULT_MAPPING.summary_annotations, description="a list of annotation names")
+    entity: dict[Annotated[str, BeforeValidator(_entity_field)], Annotated[str, BeforeValidator(_label_or_none)]] = (
+        Field(default_factory=dict, description="a table of entity field = label name"))
+
+    def mapping(self) -> AlertmanagerMapping:
+        entity = {**DEFAULT_MAPPING.entity, **self.entity}
+        return AlertmanagerMapping(
+            self.type_label, self.default_type, self.severity_label,
+            MappingProxyType({**DEFAULT_MAPPING.severities, **self.severities}), self.default_severity,
+            self.summary_annotations, MappingProxyType({k: v for k, v in entity.items() if v}))
+
+
+MAPPING_KEYS = tuple(MappingFile.model_fields)
 
 
 def parse_mapping(doc: Any, where: str = "ingest.alertmanager") -> AlertmanagerMapping:
     """The ``[ingest.alertmanager]`` table of the routing file; errors name the key."""
-
-    def fail(key: str, message: str) -> RoutingError:
-        return RoutingError("TOCSIN_ROUTING_FILE", f"{where}.{key}: {message}" if key else f"{where}: {message}")
-
-    if not isinstance(doc, Mapping):
-        raise fail("", "expected a table")
-    unknown = sorted(set(doc) - set(MAPPING_KEYS))
-    if unknown:
-        raise fail(unknown[0], f"unknown key (known: {', '.join(MAPPING_KEYS)})")
-    base = DEFAULT_MAPPING
-
-    def label(key: str) -> str:
-        v = doc.get(key, getattr(base, key))
-        if not isinstance(v, str) or not _LABEL_NAME.match(v):
-            raise fail(key, "a label name ([A-Za-z_][A-Za-z0-9_]*)")
-        return v
-
-    default_type = doc.get("default_type", base.default_type)
-    if not isinstance(default_type, str) or not re.fullmatch(r"[a-z0-9_.-]{1,64}", default_type):
-        raise fail("default_type", "a type: [a-z0-9_.-]{1,64}")
-
-    def severity(key: str, v: Any) -> int:
-        if isinstance(v, bool) or v not in (1, 2, 3):
-            raise fail(key, "1, 2 or 3")
-        return int(v)
-
-    sev_doc = doc.get("severities")
-    severities = dict(base.severities)
-    if sev_doc is not None:
-        if not isinstance(sev_doc, Mapping):
-            raise fail("severities", "a table of label value = 1, 2 or 3")
-        severities.update({str(k).strip().lower(): severity(f"severities.{k}", v) for k, v in sev_doc.items()})
-    default_severity = severity("default_severity", doc.get("default_severity", base.default_severity))
-    summary = doc.get("summary_annotations", list(base.summary_annotations))
-    if not isinstance(summary, list) or not all(isinstance(a, str) and a for a in summary):
-        raise fail("summary_annotations", "a list of annotation names")
-    entity = dict(base.entity)
-    ent_doc = doc.get("entity")
-    if ent_doc is not None:
-        if not isinstance(ent_doc, Mapping):
-            raise fail("entity", "a table of entity field = label name")
-        for k, v in ent_doc.items():
-            if k not in ENTITY_FIELDS:
-                raise fail(f"entity.{k}", f"not an entity field ({', '.join(ENTITY_FIELDS)})")
-            if v == "":
-                entity.pop(k, None)  # "" maps the field from no label
-            elif not isinstance(v, str) or not _LABEL_NAME.match(v):
-                raise fail(f"entity.{k}", "a label name, or \"\" for none")
-            else:
-                entity[k] = v
-    return AlertmanagerMapping(label("type_label"), default_type, label("severity_label"),
-                               MappingProxyType(severities), default_severity, tuple(summary),
-                               MappingProxyType(entity))
+    try:
+        return MappingFile.model_validate(doc).mapping()
+    except ValidationError as exc:
+        raise RoutingError("TOCSIN_ROUTING_FILE", describe(exc, MappingFile, tuple(where.split(".")))) from None
 
 
 _CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")

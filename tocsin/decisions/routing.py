@@ -3,15 +3,17 @@ policy and failover chain. Pure over plain values; the policy is loaded from TOM
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
-from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, parse_mapping
+from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
+from .config_model import Table, describe, invalid
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
@@ -82,150 +84,148 @@ class Route:
     failover: tuple[str, ...]
 
 
-def _check_destination(name: Any, where: str) -> str:
+# ---------------------------------------------------------------- the routing file, as a model
+
+_FILE = "TOCSIN_ROUTING_FILE"
+#: the longest a delivery may be tried (``max_age_s``) and the longest step of a schedule
+MAX_AGE_LIMIT_S = 30 * 86400.0
+#: the longest open period of a circuit breaker
+MAX_RESET_S = 86400.0
+_SECONDS = f"seconds, each 0..{MAX_AGE_LIMIT_S:.0f} (30 days)"
+
+
+def _destination(name: Any) -> str:
     if not isinstance(name, str) or ":" not in name:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: destination {name!r} is not channel:name")
+        raise invalid("destination {name} is not channel:name", name=repr(name))
     channel = name.split(":", 1)[0]
     if channel not in CHANNELS:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: unknown channel {channel!r} in {name!r}")
+        raise invalid("unknown channel {channel} in {name}", channel=repr(channel), name=repr(name))
     return name
 
 
-def _dests(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{where}: expected a list of destinations")
-    return tuple(_check_destination(v, where) for v in value)
+def _severity(key: Any) -> int:
+    try:
+        sev = int(key)
+    except (TypeError, ValueError):
+        raise invalid("not 1, 2 or 3") from None
+    if sev not in (1, 2, 3):
+        raise invalid("not 1, 2 or 3")
+    return sev
+
+
+def _receiver_name(name: Any) -> str:
+    return name if name == "default" else _destination(name)
+
+
+def _env_key(key: Any) -> str:
+    if not isinstance(key, str) or not key.endswith("_env"):
+        raise invalid("settings are named by environment variable (keys ending in _env), never inline")
+    return key
+
+
+Destination = Annotated[str, BeforeValidator(_destination)]
+Destinations = Annotated[tuple[Destination, ...], Field(description="expected a list of destinations")]
+Seconds = Annotated[float, Strict(), Field(ge=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False)]
+EnvName = Annotated[str, Strict(), Field(min_length=1, description="each *_env value names an environment variable")]
+
+
+_BUILT_IN = ReceiverPolicy()
+
+
+class ReceiverFile(Table):
+    """``[receivers."channel:name"]`` (or ``[receivers.default]``): what it sets of ``ReceiverPolicy``
+    (the defaults shown are the built-in ones; a named receiver inherits the default's)."""
+
+    max_attempts: Annotated[int, Strict()] | None = Field(
+        default=None, ge=1, le=100, description="a whole number 1..100 (or left out: one per step of backoff_s and "
+                                                "slow_backoff_s, plus the first)")
+    backoff_s: tuple[Seconds, ...] = Field(default=_BUILT_IN.backoff_s, min_length=1,
+                                           description=f"the fast retries: a non-empty list of {_SECONDS}")
+    slow_backoff_s: tuple[Seconds, ...] = Field(default=_BUILT_IN.slow_backoff_s,
+                                                description=f"the slow retries, after backoff_s: a list of {_SECONDS}")
+    max_age_s: Annotated[float, Strict()] = Field(
+        default=_BUILT_IN.max_age_s, gt=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False,
+        description=f"seconds, a number > 0 and <= {MAX_AGE_LIMIT_S:.0f} (30 days)")
+    failover: Destinations | None = None  # None: the default chain
+    rate_per_s: Annotated[float, Strict()] | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                                          description="messages per second, a number > 0")
+    burst: Annotated[int, Strict()] | None = Field(default=None, ge=1, description="a whole number >= 1")
+    allow_mentions: Annotated[bool, Strict()] = Field(default=_BUILT_IN.allow_mentions, description="true or false")
+    breaker_failures: Annotated[int, Strict()] = Field(
+        default=_BUILT_IN.breaker_failures, ge=1, le=1000,
+        description="consecutive failures that open the breaker, a whole number 1..1000")
+    breaker_reset_s: Annotated[float, Strict()] = Field(
+        default=_BUILT_IN.breaker_reset_s, gt=0, le=MAX_RESET_S, allow_inf_nan=False,
+        description=f"seconds, a number > 0 and <= {MAX_RESET_S:.0f}")
+    breaker_max_reset_s: Annotated[float, Strict()] = Field(
+        default=_BUILT_IN.breaker_max_reset_s, gt=0, le=MAX_RESET_S, allow_inf_nan=False,
+        description=f"the longest open period: seconds, a number > 0 and <= {MAX_RESET_S:.0f}, "
+                    "at least breaker_reset_s")
+
+
+class IngestFile(Table):
+    """``[ingest]``: how the ways in map what they are given."""
+
+    alertmanager: MappingFile | None = Field(default=None, description="expected a table")
+
+
+class RoutingFile(Table):
+    """The routing file (``TOCSIN_ROUTING_FILE``); every table defaults to empty."""
+
+    always: Destinations = ()
+    severity: dict[Annotated[int, BeforeValidator(_severity)], Destinations] = Field(
+        default_factory=dict, description="expected a table of severity (1, 2 or 3) = list of destinations")
+    types: dict[Annotated[str, BeforeValidator(str)], Destinations] = Field(
+        default_factory=dict, description="expected a table of alert type = list of destinations")
+    receivers: dict[Annotated[str, BeforeValidator(_receiver_name)],
+                    Annotated[ReceiverFile, Field(description="expected a table")]] = Field(
+        default_factory=dict, description="expected a table of receiver (default or channel:name) = its policy")
+    destinations: dict[Destination, Annotated[dict[Annotated[str, BeforeValidator(_env_key)], EnvName],
+                                              Field(description="a table of *_env names")]] = Field(
+        default_factory=dict, description="expected a table of destination = its settings' *_env names")
+    ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+
+
+TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
+RECEIVER_KEYS = tuple(ReceiverFile.model_fields)
 
 
 def _fail(where: str, message: str) -> RoutingError:
-    return RoutingError("TOCSIN_ROUTING_FILE", f"{where}: {message}")
+    return RoutingError(_FILE, f"{where}: {message}")
 
 
-def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, Mapping):
-        raise _fail(key, "expected a table")
-    return value
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-#: the longest a delivery may be tried (``max_age_s``) and the longest step of a schedule
-MAX_AGE_LIMIT_S = 30 * 86400.0
-RECEIVER_KEYS = ("max_attempts", "backoff_s", "slow_backoff_s", "max_age_s", "failover", "rate_per_s", "burst",
-                 "allow_mentions", "breaker_failures", "breaker_reset_s", "breaker_max_reset_s")
-
-
-def _seconds_list(value: Any, where: str, what: str, empty_ok: bool) -> tuple[float, ...]:
-    if (not isinstance(value, list | tuple) or (not value and not empty_ok)
-            or not all(_number(b) and 0 <= b <= MAX_AGE_LIMIT_S for b in value)):
-        raise _fail(where, f"{what}: a {'' if empty_ok else 'non-empty '}list of seconds, each 0..{MAX_AGE_LIMIT_S:g}")
-    return tuple(float(b) for b in value)
-
-
-def _seconds(value: Any, where: str, low: float, high: float = MAX_AGE_LIMIT_S, *, open_low: bool = False) -> float:
-    if not _number(value) or not (value > low if open_low else value >= low) or value > high:
-        raise _fail(where, f"seconds, a number {'>' if open_low else '>='} {low:g} and <= {high:g}")
-    return float(value)
-
-
-def _receiver(data: Any, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
-    if not isinstance(data, Mapping):
-        raise _fail(where, "expected a table")
-    known = set(RECEIVER_KEYS)
-    unknown = set(data) - known
-    if unknown:
-        raise _fail(where, f"unknown keys {sorted(unknown)} (known: {', '.join(RECEIVER_KEYS)})")
-    max_attempts = data.get("max_attempts", base.max_attempts_set)
-    if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
-                                     or not 1 <= max_attempts <= 100):
-        raise _fail(f"{where}.max_attempts", "must be a whole number 1..100 (or left out: one per step of "
-                                             "backoff_s and slow_backoff_s, plus the first)")
-    backoff = _seconds_list(data.get("backoff_s", base.backoff_s), f"{where}.backoff_s",
-                            "the fast retries", empty_ok=False)
-    slow = _seconds_list(data.get("slow_backoff_s", base.slow_backoff_s), f"{where}.slow_backoff_s",
-                         "the slow retries, after backoff_s", empty_ok=True)
-    if max_attempts is None and 1 + len(backoff) + len(slow) > 100:
+def _receiver(given: ReceiverFile, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
+    """``base`` with what ``given`` sets; the checks of values together."""
+    own = {k: getattr(given, k) for k in given.model_fields_set}
+    if "max_attempts" in own:
+        own["max_attempts_set"] = own.pop("max_attempts")
+    if "breaker_reset_s" in own and "breaker_max_reset_s" not in own:  # a longer reset alone: the cap follows it
+        own["breaker_max_reset_s"] = max(own["breaker_reset_s"], base.breaker_max_reset_s)
+    rp = replace(base, **own)
+    if rp.max_attempts_set is None and 1 + len(rp.schedule) > 100:
         raise _fail(f"{where}.backoff_s", "backoff_s and slow_backoff_s: at most 99 steps together")
-    max_age = _seconds(data.get("max_age_s", base.max_age_s), f"{where}.max_age_s", 0.0, open_low=True)
-    failures = data.get("breaker_failures", base.breaker_failures)
-    if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
-        raise _fail(f"{where}.breaker_failures", "consecutive failures that open the breaker, a whole number 1..1000")
-    reset = _seconds(data.get("breaker_reset_s", base.breaker_reset_s), f"{where}.breaker_reset_s", 0.0,
-                     open_low=True, high=86400.0)
-    max_reset = data.get("breaker_max_reset_s", base.breaker_max_reset_s)
-    if "breaker_reset_s" in data and "breaker_max_reset_s" not in data:
-        max_reset = max(reset, max_reset)  # a longer reset alone: the cap follows it
-    if _number(max_reset) and max_reset < reset:
-        raise _fail(f"{where}.breaker_max_reset_s", f"the longest open period, at least breaker_reset_s ({reset:g})")
-    max_reset = _seconds(max_reset, f"{where}.breaker_max_reset_s", reset, high=86400.0)
-    failover = data.get("failover", base.failover)
-    if "failover" in data:
-        failover = _dests(data["failover"], f"{where}.failover")
-    rate = data.get("rate_per_s", base.rate_per_s)
-    if rate is not None and not (_number(rate) and rate > 0):
-        raise _fail(f"{where}.rate_per_s", "messages per second, a number > 0")
-    burst = data.get("burst", base.burst)
-    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
-        raise _fail(f"{where}.burst", "a whole number >= 1")
-    allow_mentions = data.get("allow_mentions", base.allow_mentions)
-    if not isinstance(allow_mentions, bool):
-        raise _fail(f"{where}.allow_mentions", "true or false")
-    return ReceiverPolicy(max_attempts_set=max_attempts, backoff_s=backoff, failover=failover,
-                          rate_per_s=None if rate is None else float(rate), burst=burst,
-                          allow_mentions=allow_mentions, slow_backoff_s=slow, max_age_s=max_age,
-                          breaker_failures=failures, breaker_reset_s=reset, breaker_max_reset_s=max_reset)
-
-
-TOP_LEVEL_KEYS = ("always", "severity", "types", "receivers", "destinations", "ingest")
+    if rp.breaker_max_reset_s < rp.breaker_reset_s:
+        raise _fail(f"{where}.breaker_max_reset_s",
+                    f"the longest open period, at least breaker_reset_s ({rp.breaker_reset_s:g})")
+    return rp
 
 
 def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
     """Validate a routing document (the parsed TOML); errors name the offending key."""
-    unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise _fail(unknown[0], f"unknown key (known: {', '.join(TOP_LEVEL_KEYS)})")
-    by_severity: dict[int, tuple[str, ...]] = {}
-    for k, v in _table(doc, "severity").items():
-        try:
-            sev = int(k)
-        except ValueError:
-            raise _fail(f"severity.{k}", "not 1, 2 or 3") from None
-        if sev not in (1, 2, 3):
-            raise _fail(f"severity.{k}", "not 1, 2 or 3")
-        by_severity[sev] = _dests(v, f"severity.{k}")
-    by_type = {str(t): _dests(v, f"types.{t}") for t, v in _table(doc, "types").items()}
-    always = _dests(doc.get("always", []), "always")
-    receivers_doc = dict(_table(doc, "receivers"))
-    default = _receiver(receivers_doc.pop("default", {}), "receivers.default", ReceiverPolicy())
-    receivers = {
-        _check_destination(name, "receivers"): _receiver(v, f"receivers.{name}", default)
-        for name, v in receivers_doc.items()
-    }
-    for name, v in receivers_doc.items():
-        if "allow_mentions" in v and name.split(":", 1)[0] not in MENTION_CHANNELS:
+    try:
+        f = RoutingFile.model_validate(doc)
+    except ValidationError as exc:
+        raise RoutingError(_FILE, describe(exc, RoutingFile)) from None
+    default = _receiver(f.receivers.get("default", ReceiverFile()), "receivers.default", ReceiverPolicy())
+    receivers: dict[str, ReceiverPolicy] = {}
+    for name, r in f.receivers.items():
+        if name == "default":
+            continue
+        if "allow_mentions" in r.model_fields_set and name.split(":", 1)[0] not in MENTION_CHANNELS:
             raise _fail(f"receivers.{name}.allow_mentions", f"only for {' and '.join(MENTION_CHANNELS)} destinations")
-    destinations: dict[str, dict[str, str]] = {}
-    for name, v in _table(doc, "destinations").items():
-        _check_destination(name, "destinations")
-        if not isinstance(v, Mapping):
-            raise _fail(f"destinations.{name}", "a table of *_env names")
-        bad = [k for k in v if not k.endswith("_env")]
-        if bad:
-            raise _fail(
-                f"destinations.{name}.{bad[0]}",
-                "settings are named by environment variable (keys ending in _env), never inline",
-            )
-        if not all(isinstance(x, str) and x for x in v.values()):
-            raise _fail(f"destinations.{name}", "each *_env value names an environment variable")
-        destinations[name] = dict(v)
-    ingest = _table(doc, "ingest")
-    if set(ingest) - {"alertmanager"}:
-        raise _fail(f"ingest.{sorted(set(ingest) - {'alertmanager'})[0]}", "unknown key (known: alertmanager)")
-    mapping = parse_mapping(ingest["alertmanager"]) if "alertmanager" in ingest else DEFAULT_MAPPING
-    return RoutingPolicy(by_severity, by_type, always, receivers, default, destinations, mapping)
+        receivers[name] = _receiver(r, f"receivers.{name}", default)
+    mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
 
 
 def default_policy_path() -> Path:
@@ -237,15 +237,15 @@ def load_policy(path: Path | None) -> RoutingPolicy:
     try:
         doc = tomllib.loads(p.read_text("utf-8"))
     except FileNotFoundError:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"no such file: {p}") from None
+        raise RoutingError(_FILE, f"no such file: {p}") from None
     except OSError as exc:  # a directory, no permission
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"cannot read {p}: {exc.strerror or exc}") from None
+        raise RoutingError(_FILE, f"cannot read {p}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise RoutingError(_FILE, f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: {exc}") from None
+        raise RoutingError(_FILE, f"{p}: {exc}") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise RoutingError("TOCSIN_ROUTING_FILE", f"{p}: arrays or tables nested too deeply") from None
+        raise RoutingError(_FILE, f"{p}: arrays or tables nested too deeply") from None
     return parse_policy(doc)
 
 
