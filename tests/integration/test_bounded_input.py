@@ -19,12 +19,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tocsin.agents.batches import BatchSender
 from tocsin.agents.deliver import DeliveryReader
+from tocsin.agents.runtime import Runtime
 from tocsin.agents.throttle import HotReader
+from tocsin.core.settings import Settings
+from tocsin.core.topics import ensure_topics
 from tocsin.infra.broker import EmbeddedBroker
 from tocsin.schemas import DeliveryCommand, create_alert, dumps
-from tocsin.streams.app import Runtime, build
-from tocsin.streams.settings import Settings
-from tocsin.streams.topics import ensure_topics
+from tocsin.streams.app import build
 
 from .harness import Stack, produce, read_topic
 
@@ -90,7 +91,7 @@ async def runtime(broker: EmbeddedBroker, tmp_path: Path) -> Runtime:
 
 
 def reader_named(rt: Runtime, name: str) -> Any:
-    return next(r for r in rt.extras["readers"] if r.name == name)
+    return next(r for r in rt.readers if r.name == name)
 
 
 @pytest.fixture

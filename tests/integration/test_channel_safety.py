@@ -31,13 +31,12 @@ from tocsin.agents.channels.file import FileChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import MAX_RESPONSE_BYTES, HttpChannel, WebhookChannel
+from tocsin.core.settings import Settings
+from tocsin.core.tables import DeliveryStates
 from tocsin.decisions.limits import BreakerState
 from tocsin.decisions.retry import Reason
 from tocsin.decisions.routing import parse_policy
-from tocsin.schemas.codec import dumps
 from tocsin.schemas.messages import DeliveryCommand
-from tocsin.streams.settings import Settings
-from tocsin.streams.tables import DeliveryStates
 
 from .channel_peers import HttpPeer, SmtpPeer, StreamingPeer, make_command, unbuildable
 from .harness import SmtpReceiver, Stack, produce, read_topic
@@ -127,7 +126,7 @@ class Agent:
         self.rt.tables = type("Tables", (), {"deliveries": self.table})()
         self.rt.topics = type("Topics", (), {"retry": self.retry, "dlq": self.dlq, "alerts": self.alerts,
                                              "deliveries": {}})()
-        self.rt.extras = {"outbox": self.outbox, "dumps": dumps}
+        self.rt.delivery_outbox = self.outbox
         self.limits = deliver.Limits(self.rt)
         self._events: list[Event] = []
 

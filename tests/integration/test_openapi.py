@@ -134,7 +134,7 @@ def served_schema(api_worker: WorkerProcess) -> Any:
 ROUTES = """
 import json
 from tocsin.streams.app import build
-from tocsin.streams.settings import load_settings
+from tocsin.core.settings import load_settings
 rt = build(load_settings())
 print(json.dumps(sorted({(r.method, r.resource.canonical) for r in rt.app.web.web_app.router.routes()})))
 """

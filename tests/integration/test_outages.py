@@ -1,8 +1,8 @@
 """Retries that outlast outages, rate limits that schedule (issue #15, parts 2 and 3), on a real
 worker, the real broker and aiohttp/aiosmtpd receivers on 127.0.0.1.
 
-- a webhook answering 503 for 20 s: every alert sent meanwhile reaches it once it answers,
-  none dead-lettered, none twice; /metrics shows its breaker open, then closed, and the
+- a webhook answering 503 for 60 s: every alert sent meanwhile reaches it once it answers
+  (those on the slow tier released when the breaker closes), none dead-lettered, none twice; /metrics shows its breaker open, then closed, and the
   deferrals counted;
 - a burst of 1,000 to a 50/s destination: 1,000 sends, at most 1,000 deferrals, at the rate,
   SEV1 first;
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,19 +80,27 @@ always = []
 1 = ["webhook:default"]
 2 = ["webhook:default"]
 3 = []
+[receivers."webhook:default"]
+backoff_s = [1]
+slow_backoff_s = [600, 600]
+breaker_reset_s = 10
+breaker_max_reset_s = 10
 """
 
 
-async def test_a_20_s_outage_loses_nothing_and_metrics_show_the_breaker(
+async def test_a_60_s_outage_loses_nothing_and_metrics_show_the_breaker(
         stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
     """The finding: 503 for 20 s, then 200; of 40 alerts sent in those 20 s, 0 reached the
-    webhook in the next 150 s. The default schedule and breaker (5 failures open it for 30 s)."""
+    webhook in the next 150 s. Here 503 for 60 s, 40 alerts sent during it; a probe every 10 s
+    and a slow tier of 10 minutes: a command whose probe failed waits on the slow tier, and is
+    delivered when the endpoint answers again (the breaker's close releases it), not 10 minutes
+    later."""
     w = await stack.start_worker(**delivery_env(webhook, smtp),
                                  TOCSIN_ROUTING_FILE=routing_file(stack.tmp, OUTAGE_ROUTING))
     before = await scrape(w)
     assert breaker_state(before, "webhook:default") == 0  # on /metrics from the start, closed
     start = time.monotonic()
-    outage_s = 20.0
+    outage_s = 60.0
     replies = Replies(webhook, lambda req, n: 503 if time.monotonic() - start < outage_s else 200)
 
     states: list[tuple[float, float | None]] = []
@@ -106,13 +115,13 @@ async def test_a_20_s_outage_loses_nothing_and_metrics_show_the_breaker(
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=0)
     await producer.start()
     try:
-        for i in range(n):  # one every 0.45 s, all inside the outage
+        for i in range(n):  # one every 1.4 s, all inside the outage
             key, value = alert_bytes(type="db_write_fail", severity=2, summary=f"db {i}", fingerprint=f"outage:{i}",
                                      event_timestamp=bucket_time(i))
             await (await producer.send(stack.topic("alerts"), value=value, key=key))
-            await asyncio.sleep(0.45)
+            await asyncio.sleep(1.4)
         assert time.monotonic() - start < outage_s
-        await webhook.wait_for(lambda r: len({x.body["delivery_id"] for x in replies.answered()}) >= n, timeout=75)
+        await webhook.wait_for(lambda r: len({x.body["delivery_id"] for x in replies.answered()}) >= n, timeout=60)
         delivered_at = time.monotonic() - start
         await asyncio.sleep(3.0)  # nothing more may come
     finally:
@@ -124,12 +133,18 @@ async def test_a_20_s_outage_loses_nothing_and_metrics_show_the_breaker(
     assert len(set(ids)) == n and len(ids) == n  # each alert once, none twice
     assert {r.body["alert"]["fingerprint"] for r in ok} == {f"outage:{i}" for i in range(n)}
     refused = replies.answered(503)
-    print(f"\n20 s outage: {len(refused)} POSTs answered 503, all {n} delivered {delivered_at:.1f}s after it began")
-    # at the breaker's first probe (30 s after it opened, in the outage's first seconds), not later
-    assert delivered_at < 30 + 5 + 5
-    assert len(refused) <= 5 + 5  # the open breaker spared the endpoint: the failures that opened it, a probe
+    print(f"\n60 s outage: {len(refused)} POSTs answered 503, all {n} delivered {delivered_at:.1f}s after it began")
+    # at the breaker's first probe after the endpoint is back (every 10 s), not later
+    assert delivered_at < outage_s + 10 + 5
+    # the open breaker spared the endpoint: the failures that opened it, then a probe each 10 s
+    assert len(refused) <= 5 + outage_s / 10 + 2
     dlq = await read_topic(stack.bootstrap, stack.topic("dlq"), timeout=3)
     assert dlq == []  # none dead-lettered
+    retried = await read_topic(stack.bootstrap, stack.topic("deliveries.retry"), timeout=3)
+    slow = [m["value"] for m in retried if m["value"].get("waiting_for") == "retry"
+            and dt.datetime.fromisoformat(m["value"]["not_before"]) - dt.datetime.fromisoformat(m["value"]["created_at"])
+            > dt.timedelta(seconds=500)]
+    assert slow, "no command reached the slow tier: the release on close was not exercised"
     attempts = await read_topic(stack.bootstrap, stack.topic("attempts"),
                                 until=lambda ms: sum(m["value"]["status"] == "sent" for m in ms) >= n)
     by_status: dict[str, list[dict[str, Any]]] = {}
@@ -142,6 +157,7 @@ async def test_a_20_s_outage_loses_nothing_and_metrics_show_the_breaker(
     for r in reqs:
         posts[r.body["delivery_id"]] = posts.get(r.body["delivery_id"], 0) + 1
     assert all(a["attempt"] == posts[a["delivery_id"]] for a in by_status["sent"])
+    assert {a["delivery_id"] for a in slow} <= {a["delivery_id"] for a in by_status["sent"]}
     # /metrics: the breaker went open during the outage and is closed again; the deferrals counted
     seen = [s for _, s in states]
     assert 2 in seen, states
@@ -210,6 +226,60 @@ burst = {rate}
     assert max(sev1_positions) < 200  # SEV1 first: all 50 among the first 200, not spread over 1,000
     m = await scrape(w)
     assert deferred(m, "webhook", "rate_limited") == limited
+
+
+async def test_a_burst_of_1000_to_a_1_per_s_destination(stack: Stack, webhook: HttpReceiver) -> None:
+    """1,000 commands at once to a destination that takes one a second: draining takes 1,000 s,
+    so this watches 12 s of it and checks that every command has its own slot meanwhile. The
+    burst (3) goes at once, then one a second; the 997 others are each deferred once, to their
+    own slots one second apart, the SEV1s' the first, and none is deferred again (the finding:
+    N²/2 deferrals, each command asking again every second)."""
+    rate, burst_, n = 1, 3, 1000
+    routing = routing_file(stack.tmp, f"""
+always = []
+[severity]
+1 = ["webhook:default"]
+[receivers."webhook:default"]
+rate_per_s = {rate}
+burst = {burst_}
+max_age_s = 7200
+""")
+    w = await stack.start_worker(TOCSIN_WEBHOOK_DEFAULT_URL=webhook.url, TOCSIN_ROUTING_FILE=routing)
+    now = dt.datetime.now(dt.UTC)
+    urgent = {i for i in range(n) if i % 100 == 99}  # ten SEV1s, the last after 990 others
+    await produce(stack.bootstrap, stack.topic("deliveries.webhook"),
+                  [webhook_command(i, 1 if i in urgent else 3, now) for i in range(n)])
+    attempts = await read_topic(stack.bootstrap, stack.topic("attempts"), timeout=60,
+                                until=lambda ms: sum(m["value"]["status"] == "rate_limited" for m in ms) >= n - burst_)
+    first = min(r.at for r in webhook.requests)
+    await asyncio.sleep(max(0.0, first + 12.0 - time.time()))
+    sent = sorted(webhook.requests, key=lambda r: r.at)
+    watched = sent[-1].at - sent[0].at
+    attempts = await read_topic(stack.bootstrap, stack.topic("attempts"), timeout=5, settle=1.0)
+    limited = [a["value"] for a in attempts if a["value"]["status"] == "rate_limited"]
+    deferred_ids = [a["delivery_id"] for a in limited]
+    sent_ids = [r.body["delivery_id"] for r in sent]
+    print(f"\nburst of {n} at {rate}/s: {len(sent)} sent in the first {watched:.1f}s, {len(limited)} deferrals")
+    assert len(set(sent_ids)) == len(sent_ids)  # none twice
+    assert len(sent) <= burst_ + watched * rate + 1  # the burst, then the rate
+    assert len(sent) >= burst_ + 8  # and it drains
+    assert len(deferred_ids) == len(set(deferred_ids)) == n - burst_  # each deferred once, never again
+    # nothing lost: each command was sent or holds a slot of its own on the retry topic
+    retried = await read_topic(stack.bootstrap, stack.topic("deliveries.retry"), timeout=5, settle=1.0)
+    slots = {m["value"]["delivery_id"]: dt.datetime.fromisoformat(m["value"]["not_before"]).timestamp()
+             for m in retried if m["value"].get("waiting_for") == "rate_limited"}
+    every = {webhook_command(i, 3, now)[0].decode() for i in range(n)}
+    assert set(sent_ids) | set(slots) == every
+    ordered = sorted(slots.values())
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    assert min(gaps) >= 0.75 and ordered[-1] - ordered[0] >= (n - burst_ - 1) * 0.95  # a second apart
+    by_slot = sorted(slots, key=slots.__getitem__)
+    urgent_ids = {webhook_command(i, 1, now)[0].decode() for i in urgent}
+    pending_urgent = [by_slot.index(d) for d in urgent_ids if d in slots]
+    assert all(p < len(urgent) for p in pending_urgent)  # SEV1s hold the first slots
+    m = await scrape(w)
+    assert deferred(m, "webhook", "rate_limited") == len(limited)
+    assert breaker_state(m, "webhook:default") == 0  # healthy: nothing failed
 
 
 async def test_a_sev1_fails_over_at_once_while_the_original_keeps_trying(

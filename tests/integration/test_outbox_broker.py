@@ -26,10 +26,9 @@ from tocsin.agents import outbox as outbox_module
 from tocsin.agents.deliver import Command, DeliveryOutbox
 from tocsin.agents.outbox import Outbox
 from tocsin.agents.reader import Track
+from tocsin.core.topics import ensure_topics
 from tocsin.infra.broker import EmbeddedBroker
-from tocsin.schemas.codec import dumps
 from tocsin.schemas.messages import AttemptStatus
-from tocsin.streams.topics import ensure_topics
 
 from .harness import HttpReceiver, Received, SmtpReceiver, Stack, WorkerProcess, produce, read_topic
 from .test_pipeline import alert_bytes, bucket_time, delivery_env
@@ -235,7 +234,7 @@ def delivery_runtime(prefix: str, producer: AIOKafkaProducer) -> Any:
 
     table = SimpleNamespace(data=Memory(), changelog_topic=named(f"{prefix}.attempts"))
     return SimpleNamespace(topics=SimpleNamespace(attempts=named(f"{prefix}.attempts"), dlq=named(f"{prefix}.dlq")),
-                           tables=SimpleNamespace(deliveries=table), extras={"dumps": dumps},
+                           tables=SimpleNamespace(deliveries=table),
                            outbox=Outbox(lambda: producer))
 
 

@@ -28,14 +28,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from tocsin.core.settings import Settings, load_settings
+from tocsin.core.topics import ensure_topics
 from tocsin.errors import StoreError, TocsinError
 from tocsin.infra.broker import EmbeddedBroker, broker_binary, free_port
 from tocsin.infra.clickhouse.client import open_store
 from tocsin.infra.kafka import client_kwargs, started, topic_partitions
 from tocsin.streams.dlq import read_dlq
 from tocsin.streams.replay import replay
-from tocsin.streams.settings import Settings, load_settings
-from tocsin.streams.topics import ensure_topics
 
 from ..certs import KEY_PASSWORD, Certs, make_certs
 from .conftest import base_env

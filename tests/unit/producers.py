@@ -39,11 +39,10 @@ class FakeProducer:
         self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
         self.held: list[tuple[asyncio.Future[Any], int]] = []
         self.ends: dict[tuple[str, int], int] = {}
-        self.client = SimpleNamespace(_wait_on_metadata=self._metadata,
-                                      cluster=SimpleNamespace(partitions_for_topic=lambda t: set(range(partitions))))
+        self.partitions = partitions
 
-    async def _metadata(self, topic: str) -> None:
-        return None
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.batch_size)

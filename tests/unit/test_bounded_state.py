@@ -11,10 +11,10 @@ import pytest
 
 from tocsin.agents.batches import partition_for_text
 from tocsin.agents.throttle import ROUTES_MAX, Throttle
+from tocsin.core.settings import Settings, load_settings
 from tocsin.errors import ConfigError
 from tocsin.schemas.messages import InvalidAlert
 from tocsin.streams.app import build
-from tocsin.streams.settings import Settings, load_settings
 
 RT = build(Settings(kafka_bootstrap="127.0.0.1:1", max_message_bytes=2048, max_future_skew_s=60), record=False)
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)

@@ -19,12 +19,12 @@ from tocsin.agents.channels.slack import SlackChannel, escape
 from tocsin.agents.channels.slack import render as slack_render
 from tocsin.agents.channels.telegram import TEXT_MAX, TelegramChannel, render_text
 from tocsin.agents.channels.webhook import WebhookChannel, sign, url_secrets, verify
+from tocsin.core.settings import Settings
 from tocsin.decisions.limits import CircuitBreaker, breaker_outcome
 from tocsin.decisions.retry import Reason
 from tocsin.decisions.routing import parse_policy
 from tocsin.schemas.alert import create_alert
 from tocsin.schemas.messages import DeliveryCommand
-from tocsin.streams.settings import Settings
 
 
 def command(summary: str = "db down", details: dict[str, Any] | None = None, severity: int = 1,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tocsin.core.settings import Settings, load_settings
 from tocsin.errors import ConfigError
-from tocsin.streams.settings import Settings, load_settings
 from tocsin.streams.webauth import check_exposure, is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]

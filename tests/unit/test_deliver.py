@@ -15,7 +15,7 @@ from .producers import FakeProducer
 
 def dispatcher(read_ahead: int = 100) -> Dispatcher:
     rt: Any = SimpleNamespace(settings=SimpleNamespace(delivery_read_ahead=read_ahead, delivery_concurrency=1),
-                              extras={"outbox": None})
+                              delivery_outbox=None)
     return Dispatcher(rt, "webhook", limits=None)  # type: ignore[arg-type]
 
 
@@ -81,7 +81,6 @@ def outbox(producer: FakeProducer, store: Any = None) -> Any:
 
     from tocsin.agents.deliver import DeliveryOutbox
     from tocsin.agents.outbox import Outbox
-    from tocsin.schemas.codec import dumps
 
     class Memory(MemoryStore):
         def __init__(self) -> None:  # the in-memory store's dict, without an app
@@ -92,7 +91,7 @@ def outbox(producer: FakeProducer, store: Any = None) -> Any:
     rt: Any = SimpleNamespace(
         topics=SimpleNamespace(attempts=SimpleNamespace(get_topic_name=lambda: "p.attempts"),
                                dlq=SimpleNamespace(get_topic_name=lambda: "p.dlq")),
-        tables=SimpleNamespace(deliveries=table), extras={"dumps": dumps},
+        tables=SimpleNamespace(deliveries=table),
         outbox=Outbox(lambda: producer))
     return DeliveryOutbox(rt), table
 

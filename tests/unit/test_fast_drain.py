@@ -1,5 +1,5 @@
 """Faust's consumer loop awaits ``wait_first(callback(message), suspend_flow.wait())`` per
-record; Tocsin runs the callback directly until it suspends (streams/app.py). The semantics
+record; Tocsin runs the callback directly until it suspends (infra/faust_compat.py). The semantics
 must stay those of ``wait_first``."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from faust.transport.consumer import Consumer
 from mode import Service
 from mode.utils.locks import Event
 
-from tocsin.streams import app as _app  # noqa: F401  (the patch is applied by make_faust_app)
-from tocsin.streams.app import _fast_drain
+from tocsin.infra.faust_compat import fast_drain
 
-_fast_drain()
+fast_drain()
 
 
 class Svc(Service):

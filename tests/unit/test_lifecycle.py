@@ -119,8 +119,8 @@ def test_the_sweep_forgets_what_the_fold_closed_once_its_retention_passed(seq: l
     """A fold's status, in the table's index, is swept exactly when ``status_expiry`` says:
     never while open, a day after it was closed (the later of the close and its last time)."""
     from tocsin.agents.lifecycle import expired_statuses
+    from tocsin.core.status_index import StatusIndex
     from tocsin.decisions.retention import status_expiry
-    from tocsin.streams.status_index import StatusIndex
 
     s = None
     for kind, secs in seq:

@@ -19,6 +19,7 @@ from tocsin.agents.channels.pagerduty import (
     render,
 )
 from tocsin.agents.lifecycle import fold
+from tocsin.core.settings import Settings
 from tocsin.decisions.routing import parse_policy
 from tocsin.schemas.alert import create_alert
 from tocsin.schemas.messages import (
@@ -28,7 +29,6 @@ from tocsin.schemas.messages import (
     LifecycleEvent,
     Outcome,
 )
-from tocsin.streams.settings import Settings
 
 KEY = "R0UT1NGKEY0123456789abcdef012345"
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)

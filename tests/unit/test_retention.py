@@ -1,5 +1,5 @@
 """How long state is kept (decisions/retention.py), and the delivery table's expiry
-bookkeeping (streams/tables.DeliveryStates): pure, the clock passed in."""
+bookkeeping (core/tables.DeliveryStates): pure, the clock passed in."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tocsin.core.tables import DeliveryStates, state_of, written_of
 from tocsin.decisions.retention import closed_at, delivery_expiry, status_expiry
-from tocsin.streams.tables import DeliveryStates, state_of, written_of
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 DAY = 86400
@@ -133,8 +133,8 @@ def test_the_status_and_delivery_changelogs_are_compacted_not_deleted() -> None:
     expired by time): the topic config Faust declares for both tables."""
     from faust.transport.drivers.aiokafka import Transport
 
+    from tocsin.core.settings import Settings
     from tocsin.streams.app import build
-    from tocsin.streams.settings import Settings
 
     rt = build(Settings(kafka_bootstrap="127.0.0.1:1"), record=False)
     for table in (rt.tables.status, rt.tables.deliveries):

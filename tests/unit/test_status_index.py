@@ -1,4 +1,4 @@
-"""The status table's index (streams/status_index.py) answers as ``api.list_alerts`` did over
+"""The status table's index (core/status_index.py) answers as ``api.list_alerts`` did over
 every status, keeps what the table holds, and finds what the retention sweep deletes."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tocsin.agents.lifecycle import empty_status, expired_statuses
+from tocsin.core import status_index as si
+from tocsin.core.status_index import FIELDS, StatusIndex, decode, encode, order_key
+from tocsin.core.tables import StatusStore
 from tocsin.decisions.retention import status_expiry
-from tocsin.streams import status_index as si
 from tocsin.streams.api import MAX_LIMIT, STATUSES, list_alerts, stats_from_statuses
-from tocsin.streams.status_index import FIELDS, StatusIndex, decode, encode, order_key
-from tocsin.streams.tables import StatusStore
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 

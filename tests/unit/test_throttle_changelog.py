@@ -9,11 +9,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tocsin.core.settings import Settings
+from tocsin.core.tables import changelog_record
 from tocsin.decisions.throttle import WindowState, alert_key
 from tocsin.schemas.codec import dumps
 from tocsin.streams.app import build
-from tocsin.streams.settings import Settings
-from tocsin.streams.tables import changelog_record
 
 RT = build(Settings(kafka_bootstrap="127.0.0.1:1"), record=False)
 TABLE = RT.tables.throttle
@@ -41,7 +41,7 @@ def test_changelog_bytes_are_fausts(fp: str, ts: float, suppressed: int, partiti
            {"status": st.sampled_from(["active", "resolved"]), "occurrences": st.integers(0, 10**9),
             "summary": st.text(max_size=40), "entity": st.dictionaries(st.text(max_size=8), st.text(max_size=8))}))
 def test_table_write_bytes_are_fausts(key: str, value: object) -> None:
-    """streams/tables.changelog_record makes the changelog record itself (sent through the
+    """core/tables.changelog_record makes the changelog record itself (sent through the
     Outbox): the bytes Faust's would be, to the partition given, the store written at once."""
     for table in (RT.tables.deliveries, RT.tables.status):
         topic = table.changelog_topic

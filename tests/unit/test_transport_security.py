@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from tocsin.core.settings import Settings, load_settings
 from tocsin.errors import ConfigError, TocsinError
 from tocsin.infra.clickhouse.client import (
     http_client_kwargs,
@@ -25,7 +26,6 @@ from tocsin.infra.clickhouse.client import (
 )
 from tocsin.infra.kafka import broker_credentials, client_kwargs, started
 from tocsin.infra.redact import redact_url
-from tocsin.streams.settings import Settings, load_settings
 
 from ..certs import KEY_PASSWORD, Certs, make_certs
 

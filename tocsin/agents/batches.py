@@ -28,6 +28,8 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from ..infra import faust_compat
+
 log = logging.getLogger(__name__)
 
 #: (topic, key, value, partition or None for the key's)
@@ -91,14 +93,12 @@ class BatchSender:
         self.producer = producer  # an started AIOKafkaProducer
         self._counts: dict[str, int] = {}
         #: the largest record the producer would send (``send`` checks it; ``send_batch`` does not)
-        self.max_record = int(getattr(producer, "_max_request_size", DEFAULT_MAX_REQUEST))
+        self.max_record = faust_compat.max_request_size(producer, DEFAULT_MAX_REQUEST)
 
     async def partitions(self, topic: str) -> int:
         n = self._counts.get(topic)
         if n is None:
-            await self.producer.client._wait_on_metadata(topic)  # noqa: SLF001
-            parts = self.producer.client.cluster.partitions_for_topic(topic)
-            n = self._counts[topic] = len(parts)
+            n = self._counts[topic] = len(await self.producer.partitions_for(topic))
         return n
 
     def too_large(self, key: bytes | None, value: bytes) -> int:

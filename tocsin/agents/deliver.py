@@ -28,35 +28,35 @@ import itertools
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
-from faust.streams import _current_event
 from faust.types import TP
 from pydantic import ValidationError
 
+from ..core import metrics
+from ..core.tables import note_persisted, state_of, sweep_deliveries, sweep_interval
 from ..decisions.limits import BreakerState, CircuitBreaker, Gate, RateLimiter, breaker_outcome
 from ..decisions.retry import EXPIRED, Action, Contact, Decision, Pending, Reason, decide
 from ..errors import OutboxStopped, RecordRefused
+from ..infra import faust_compat
 from ..schemas.alert import AlertEvent, parse_severity
+from ..schemas.codec import dumps
 from ..schemas.messages import (
     NAMESPACE,
     AttemptStatus,
     DeliveryCommand,
     delivery_id_for,
 )
-from ..streams import metrics
-from ..streams.app import Runtime
-from ..streams.tables import note_persisted, state_of, sweep_deliveries, sweep_interval
 from .batches import Outgoing
 from .channels.base import DeliveryResult, redact
 from .common import decode, keep_bad
 from .outbox import record as outbox_record
 from .outbox import refusal
 from .reader import PartitionReader, Track
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,9 @@ class Limits:
             child(metrics.circuit_breaker_state, destination).set(self.gates[destination].breaker.code)
             if before is not None:
                 log.warning("circuit breaker of %s: %s -> %s", destination, before.value, state.value)
+                if state is BreakerState.CLOSED:  # it answers again: what waits for it need not
+                    for release in self.rt.on_breaker_closed:
+                        release(destination)
 
     def pending(self, cmd: DeliveryCommand) -> Pending:
         """The command as the delivery decision sees it: its schedule, its deadline (the
@@ -243,7 +246,7 @@ class DeliveryOutbox:
         self._flushing: asyncio.Task[None] | None = None
         self.attempts_topic = rt.topics.attempts.get_topic_name()
         self.dlq_topic = rt.topics.dlq.get_topic_name()
-        self.dumps = rt.extras["dumps"]
+        self.dumps = dumps
 
     def attempt(self, att: dict[str, Any]) -> None:
         child(metrics.deliveries, att["channel"], att["status"].value).inc()
@@ -329,7 +332,7 @@ class Dispatcher:
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.space = Room(rt.settings.delivery_read_ahead,
                           getattr(rt.settings, "delivery_read_ahead_bytes", READ_AHEAD_BYTES))
-        self.outbox: DeliveryOutbox = rt.extras["outbox"]
+        self.outbox = rt.delivery_outbox
         self.queue_gauge = metrics.delivery_queue.labels(channel)
         self.workers: list[asyncio.Task[None]] = []
         #: the delivery_ids being handled, each with the event set when it is done
@@ -499,14 +502,14 @@ def attempt_record(cmd: DeliveryCommand, status: AttemptStatus, started: dt.date
 
 def record_attempt(rt: Runtime, att: dict[str, Any]) -> None:
     """Queue the attempt on ``P.attempts`` (in the producer before the command is acknowledged)."""
-    rt.extras["outbox"].attempt(att)
+    rt.delivery_outbox.attempt(att)
 
 
 async def publish(rt: Runtime, topic: Any, key: str, value: Any) -> None:
     """A record the handling of a command makes besides its attempt: a retry, its DLQ entry, a
     failover, the failure alert. Queued with the command's attempt and table write, and, like
     them, acknowledged by the broker before the command is (``DeliveryOutbox``)."""
-    rt.extras["outbox"].publish(topic.get_topic_name(), key, value)
+    rt.delivery_outbox.publish(topic.get_topic_name(), key, value)
 
 
 async def defer(rt: Runtime, cmd: DeliveryCommand, until: dt.datetime, status: AttemptStatus, why: str) -> None:
@@ -514,7 +517,8 @@ async def defer(rt: Runtime, cmd: DeliveryCommand, until: dt.datetime, status: A
     now = utcnow()
     record_attempt(rt, attempt_record(cmd, status, now, now, reason=why))
     child(metrics.deliveries_deferred, cmd.channel, why).inc()
-    later = cmd.model_copy(update={"not_before": max(until, now + dt.timedelta(seconds=0.01))})
+    later = cmd.model_copy(update={"not_before": max(until, now + dt.timedelta(seconds=0.01)),
+                                   "waiting_for": status.value})
     await publish(rt, rt.topics.retry, cmd.delivery_id, later)
 
 
@@ -572,8 +576,8 @@ async def dead_letter(rt: Runtime, cmd: DeliveryCommand, error: str | None, fail
 async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) -> None:
     table = rt.tables.deliveries
     # table writes go to the changelog partition of this command's message
-    _current_event.set(weakref.ref(event))
-    state = state_of(table.get(cmd.delivery_id))  # the value also says when: its expiry (tables.py)
+    faust_compat.set_current_event(event)
+    state = state_of(table.get(cmd.delivery_id))  # the value also says when: its expiry (core/tables.py)
     now = utcnow()
     if state == SENT or (state == DEAD and not cmd.redriven):
         record_attempt(rt, attempt_record(cmd, AttemptStatus.SKIPPED_DUPLICATE, now, now,
@@ -584,7 +588,7 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
         err = f"destination {cmd.destination} is not configured on this worker"
         record_attempt(rt, attempt_record(cmd, AttemptStatus.DEAD, now, now,
                                                 reason=Reason.CONFIG.value, error=err))
-        rt.extras["outbox"].table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, DEAD, event.message.partition),
+        rt.delivery_outbox.table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, DEAD, event.message.partition),
                                         event.message.partition)
         await dead_letter(rt, cmd, err)
         return
@@ -615,7 +619,7 @@ async def handle(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any) 
     finished = utcnow()
     child(metrics.delivery_latency, cmd.channel).observe((finished - started).total_seconds())
     if result.ok:
-        rt.extras["outbox"].table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, SENT, event.message.partition),
+        rt.delivery_outbox.table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, SENT, event.message.partition),
                                         event.message.partition)
         child(metrics.end_to_end_latency, cmd.channel).observe(
             max(0.0, (finished - cmd.alert.event_timestamp).total_seconds()))
@@ -646,7 +650,7 @@ async def follow(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any, 
     if action is Action.RETRY:
         record_attempt(rt, attempt_record(cmd, AttemptStatus.FAILED, started, finished, result))
         nxt = cmd.model_copy(update={"attempt": cmd.attempt + 1, "not_before": decision.at,
-                                     "last_error": error})
+                                     "last_error": error, "waiting_for": "retry"})
         await publish(rt, rt.topics.retry, cmd.delivery_id, nxt)
         if decision.failover:
             await fail_over(rt, limits, cmd, error)
@@ -659,7 +663,7 @@ async def follow(rt: Runtime, limits: Limits, cmd: DeliveryCommand, event: Any, 
                                           reason=EXPIRED if decision.reason == EXPIRED else decision.detail,
                                           error=error))
         table = rt.tables.deliveries
-        rt.extras["outbox"].table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, DEAD, event.message.partition),
+        rt.delivery_outbox.table_write(table, cmd.delivery_id, table.states.stamp(cmd.delivery_id, DEAD, event.message.partition),
                                         event.message.partition)
         await dead_letter(rt, cmd, error, fail_over=decision.failover)
 
@@ -794,13 +798,10 @@ class DeliveryReader(PartitionReader):
 
 
 def register(rt: Runtime) -> None:
-    from ..schemas.codec import dumps
-
-    rt.extras["dumps"] = dumps
-    rt.extras["outbox"] = DeliveryOutbox(rt)
+    rt.delivery_outbox = DeliveryOutbox(rt)
     limits = Limits(rt)
     app = rt.app
-    # the delivery table's retention: states past it deleted, with tombstones (tables.py)
+    # the delivery table's retention: states past it deleted, with tombstones (core/tables.py)
     retention = rt.tables.deliveries.states.retention_s = rt.settings.delivery_state_retention
 
     @app.timer(sweep_interval(retention), name=f"{rt.settings.topic_prefix}.delivery_retention")

@@ -25,19 +25,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-import weakref
 from typing import Any
 
-from faust.streams import _current_event
 from pydantic import ValidationError
 
-from ..decisions.retention import status_expiry
-from ..errors import OutboxStopped, RecordRefused
-from ..schemas.codec import dumps
-from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
-from ..streams.app import Runtime
-from ..streams.status_index import StatusIndex, time_us
-from ..streams.tables import (
+from ..core.status_index import StatusIndex, time_us
+from ..core.tables import (
     changelog_record,
     note_persisted,
     owned_partitions,
@@ -45,9 +38,15 @@ from ..streams.tables import (
     status_index,
     sweep_interval,
 )
+from ..decisions.retention import status_expiry
+from ..errors import OutboxStopped, RecordRefused
+from ..infra import faust_compat
+from ..schemas.codec import dumps
+from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
 from .channels import pagerduty
 from .common import decode, keep_bad
 from .outbox import Record, record
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def register(rt: Runtime) -> None:
                 log.exception("lifecycle: failed on %s/%s@%s", ev.message.topic, ev.message.partition,
                               ev.message.offset)
         for fp, (status, ev) in folded.items():
-            _current_event.set(weakref.ref(ev))  # its changelog record goes to ev's partition
+            faust_compat.set_current_event(ev)  # its changelog record goes to ev's partition
             out.append(changelog_record(table, fp, status, ev.message.partition))
             owners.append(ev)
         try:

@@ -36,10 +36,11 @@ from typing import Any, NamedTuple
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import Counter
 
+from ..core import metrics
 from ..decisions.backoff import Backoff
 from ..errors import OutboxStopped, RecordRefused
+from ..infra import faust_compat
 from ..schemas.codec import dumps
-from ..streams import metrics
 from .batches import BatchSender, partition_for, refused_for_good
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ Record = tuple[str, bytes | None, bytes, int | None]
 BACKOFF_S = 0.1
 BACKOFF_MAX_S = 5.0
 
-#: on /metrics with the others (streams/metrics.py)
+#: on /metrics with the others (core/metrics.py)
 resent_total = Counter("tocsin_outbox_resent_total",
                        "Records sent again because the broker did not acknowledge them", registry=metrics.REGISTRY)
 
@@ -101,7 +102,7 @@ class Outbox:
 
     @classmethod
     def for_app(cls, app: Any) -> Outbox:
-        return cls(lambda: app.producer._ensure_producer(), lambda: bool(app.should_stop))  # noqa: SLF001
+        return cls(lambda: faust_compat.aiokafka_producer(app), lambda: bool(app.should_stop))
 
     def sender(self) -> BatchSender:
         producer = self._producer()

@@ -13,7 +13,7 @@ How a reader follows the group:
 
 - Faust still owns the subscription (an agent subscribes to each topic and is never fed), the
   assignment (co-partitioned with the tables' changelogs) and the table recovery;
-- Faust's own fetch leaves these partitions paused (``keep_paused``);
+- Faust's own fetch leaves these partitions paused (``faust_compat.keep_paused``);
 - once the tables are recovered, a reader takes exactly the partitions of its topics this
   worker was assigned, from the group's committed offsets;
 - it commits through Faust's consumer (same group, same generation), which flushes the
@@ -32,7 +32,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
-from ..streams.app import Runtime
+from ..infra import faust_compat
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,8 @@ class PartitionReader:
         so the co-partitioned assignment, and is never fed; Faust's fetch leaves the topics
         paused; a revocation settles and commits first; a task of the app runs the reader."""
         app = self.app
-        keep_paused(app, self.topics)
-        self.rt.extras.setdefault("readers", []).append(self)
+        faust_compat.keep_paused(app, self.topics)
+        self.rt.readers.append(self)
         for name, topics in agents.items():
             source = app.topic(*topics, key_serializer="raw", value_serializer="raw",
                                partitions=self.rt.settings.partitions)
@@ -179,7 +180,7 @@ class PartitionReader:
         todo = {TP(tp.topic, tp.partition): off for tp, off in offsets.items() if off > self.committed.get(tp, -1)}
         if not todo:
             return
-        await self.app.consumer._commit_offsets(todo)  # type: ignore[attr-defined]  # noqa: SLF001
+        await faust_compat.commit_offsets(self.app.consumer, todo)
         for tp, off in todo.items():
             self.committed[TopicPartition(tp.topic, tp.partition)] = off
 
@@ -220,7 +221,7 @@ class PartitionReader:
             if self.consumer is not None:
                 await self.consumer.stop()
 
-    def lag(self) -> dict[str, int]:
+    async def lag(self) -> dict[str, int]:
         """Records on the broker not yet read, per topic (for the lag gauge)."""
         out: dict[str, int] = {}
         consumer = self.consumer
@@ -229,8 +230,9 @@ class PartitionReader:
         for tp in self.assigned:
             try:
                 hw = consumer.highwater(tp)
-                state = consumer._subscription.subscription.assignment.state_value(tp)  # noqa: SLF001
-                position = state.position if state.has_valid_position else None
+                # at once when the position is known; a partition whose position is not known
+                # yet (or no longer assigned) is left out
+                position = await asyncio.wait_for(consumer.position(tp), 0.05)
             except Exception:  # not known yet
                 continue
             if hw is not None and position is not None:
@@ -272,34 +274,3 @@ class Track:
     def in_flight(self) -> int:
         """Read, neither acknowledged nor dropped."""
         return len(self.read) - len(self.done) - self.dropped
-
-
-def keep_paused(app: Any, topics: frozenset[str]) -> None:
-    """Faust's consumer never fetches ``topics`` (added to those of earlier calls): they stay
-    paused in it when recovery resumes the rest (Faust still assigns them, with the tables'
-    partitions)."""
-    from faust.transport.consumer import Consumer
-
-    app._tocsin_hot_topics = frozenset(getattr(app, "_tocsin_hot_topics", frozenset())) | topics
-    if getattr(Consumer, "_tocsin_original_resume", None) is None:
-        original = Consumer.resume_partitions
-
-        def resume_partitions(self: Any, tps: Any) -> None:
-            hot = getattr(self.app, "_tocsin_hot_topics", None)
-            original(self, [tp for tp in tps if tp.topic not in hot] if hot else tps)
-
-        Consumer._tocsin_original_resume = original  # type: ignore[attr-defined]
-        Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
-
-        # nor does its liveness check report them as a stream that never started
-        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-        verify = AIOKafkaConsumerThread.verify_event_path
-
-        def verify_event_path(self: Any, now: float, tp: Any) -> None:
-            hot = getattr(self.consumer.app, "_tocsin_hot_topics", None)
-            if hot and tp.topic in hot:
-                return None
-            return verify(self, now, tp)
-
-        AIOKafkaConsumerThread.verify_event_path = verify_event_path  # type: ignore[method-assign]

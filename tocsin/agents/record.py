@@ -16,13 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core import metrics
 from ..decisions.backoff import Backoff, Failure, retry
 from ..errors import OutboxStopped, RecordRefused, StoreError, TocsinError
 from ..schemas.codec import dumps
 from ..schemas.validate import raw_text
-from ..streams import metrics
-from ..streams.app import Runtime
 from .recorder import Pipeline, Recorder, Reject, kind_for_topic
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ async def open_recorder(rt: Runtime) -> Recorder:
     if faults or outage:
         log.warning("%s=%d, %s=%s: inserts will fail on purpose", FAULTS_ENV, faults, OUTAGE_ENV, outage)
         store = FaultyStore(store, faults, Path(outage) if outage else None)  # type: ignore[assignment]
-    rt.extras["store"] = store
+    rt.store = store
     return Recorder.from_settings(store, s, backoff_s=0.2, backoff_max_s=10.0)
 
 

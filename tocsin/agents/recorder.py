@@ -1,6 +1,6 @@
 """Batching topic messages into ClickHouse rows: the ``Recorder`` (no Faust in here).
 
-One batch at a time (the rebuild from the topics, ``infra/clickhouse/ops.py``)::
+One batch at a time (the rebuild from the topics, ``streams/rebuild.py``)::
 
     recorder = Recorder(store, batch_rows=settings.record_batch_rows,
                         batch_s=settings.record_batch_s)

@@ -1,5 +1,6 @@
 """The retry agent: holds commands from ``P.deliveries.retry`` until their ``not_before``,
-then sends them back to ``P.deliveries.<channel>``.
+then sends them back to ``P.deliveries.<channel>``; those waiting after failed contacts or an
+open circuit sooner, once their destination's breaker closes on this worker.
 
 No consuming loop sleeps: the agent reads every waiting command into a heap ordered by due
 time and a timer releases the due ones, all at once; each event is acknowledged only after
@@ -14,19 +15,26 @@ import datetime as dt
 import heapq
 import itertools
 import logging
+import random
 from typing import Any
 
 from pydantic import ValidationError
 
+from ..core import metrics
 from ..errors import OutboxStopped, RecordRefused
 from ..schemas.messages import DeliveryCommand
-from ..streams import metrics
-from ..streams.app import Runtime
 from .common import decode, keep_bad
 from .outbox import record
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
+#: the waits a destination's recovery ends (a rate slot is kept: it is the rate)
+RELEASED_ON_CLOSE = frozenset({"retry", "circuit_open"})
+#: released commands are spread at about this many a second, over at most this long
+RELEASE_PER_S = 100.0
+RELEASE_SPREAD_MAX_S = 10.0
+_RNG = random.Random()
 
 
 def register(rt: Runtime) -> None:
@@ -46,7 +54,8 @@ def register(rt: Runtime) -> None:
             due.append((cmd, event))
         if due:
             records = [record(rt.topics.deliveries[cmd.channel].get_topic_name(), cmd.delivery_id,
-                              cmd.model_copy(update={"not_before": None})) for cmd, _ in due]
+                              cmd.model_copy(update={"not_before": None, "waiting_for": None}))
+                       for cmd, _ in due]
             refused: dict[int, BaseException] = {}
             try:
                 await rt.outbox.send_many(records)
@@ -58,6 +67,26 @@ def register(rt: Runtime) -> None:
                                               f"{type(refused[i]).__name__}: {refused[i]}")
                 event.ack()
         metrics.retries_pending.set(len(heap))
+
+    def release_waiting(destination: str) -> None:
+        """``destination`` answers again (its breaker closed): the commands here waiting for it
+        after failed contacts or an open circuit are due now, spread over up to a second per
+        hundred of them so that they do not hit it at once; a rate slot is kept. Without this a
+        command on the slow tier would wait up to a day for an endpoint that is back."""
+        now = dt.datetime.now(dt.UTC).timestamp()
+        waiting = [i for i, (due, _, cmd, _) in enumerate(heap)
+                   if due > now and cmd.destination == destination and cmd.waiting_for in RELEASED_ON_CLOSE]
+        if not waiting:
+            return
+        spread = min(RELEASE_SPREAD_MAX_S, len(waiting) / RELEASE_PER_S)
+        for i in waiting:
+            _, n, cmd, event = heap[i]
+            heap[i] = (now + _RNG.uniform(0.0, spread), n, cmd, event)
+        heapq.heapify(heap)
+        log.info("retry: %s answers again: %d waiting commands released", destination, len(waiting))
+        wake.set()
+
+    rt.on_breaker_closed.append(release_waiting)
 
     source = app.topic(rt.topics.retry.get_topic_name(), key_serializer="raw", value_serializer="raw",
                        partitions=rt.settings.partitions)

@@ -34,10 +34,13 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerClosed
 from faust.types import TP
 
+from ..core import metrics
+from ..core.silences import wait_loaded
 from ..decisions.backoff import Backoff, Failure, retry
 from ..decisions.routing import route
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
+from ..infra import faust_compat
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
 from ..schemas.messages import (
@@ -49,11 +52,10 @@ from ..schemas.messages import (
     delivery_id_for,
 )
 from ..schemas.validate import InputLimits, rejection, validate_raw
-from ..streams import metrics, silences
-from ..streams.app import Runtime
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
 from .reader import PartitionReader
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +189,8 @@ class Throttle:
         out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
 
     def silenced(self, event: AlertEvent) -> str | None:
-        """The silence muting ``event`` at its event time, if any (streams/silences.py)."""
-        view = self.rt.extras.get("silences")
+        """The silence muting ``event`` at its event time, if any (core/silences.py)."""
+        view = self.rt.silences
         if view is None or not view.index:
             return None
         return silenced_by(view.index, event, event.event_timestamp, lambda: self.notified_before(event))
@@ -235,8 +237,8 @@ class HotReader(PartitionReader):
         self.isolate: dict[TopicPartition, int] = {}
 
     async def started(self) -> None:
-        self.sender = BatchSender(self.app.producer._ensure_producer())  # type: ignore[attr-defined]  # noqa: SLF001
-        await silences.wait_loaded(self.rt)  # decide knowing every silence set before this worker started
+        self.sender = BatchSender(faust_compat.aiokafka_producer(self.app))
+        await wait_loaded(self.rt.silences)  # decide knowing every silence set before this worker started
 
     def reset(self) -> None:
         self.positions.clear()

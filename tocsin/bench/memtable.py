@@ -28,9 +28,9 @@ def fingerprint(i: int) -> str:
 
 def main(n: int, mode: str) -> None:
     if mode == "table":
+        from tocsin.core.settings import Settings
         from tocsin.decisions.throttle import WindowState, alert_key
         from tocsin.streams.app import build
-        from tocsin.streams.settings import Settings
 
         table = build(Settings(kafka_bootstrap="127.0.0.1:1"), record=False).tables.throttle
         ts = 1_795_000_200.0

@@ -547,7 +547,7 @@ async def write_throttle_changelog(bootstrap: str, prefix: str, keys: int, parti
                                    at: dt.datetime | None = None) -> None:
     """``keys`` fingerprints' throttle state for the window of event time ``at`` (default: the
     current bucket), written to the throttle table's changelog as the throttle writes it
-    (streams/tables.py, agents/throttle.py), one record batch per partition."""
+    (core/tables.py, agents/throttle.py), one record batch per partition."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from ..agents.batches import partition_for
@@ -654,5 +654,9 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
         from .statuses import api_alerts
 
         results.update(await api_alerts(1_000_000, log, rounds=3 if quick else 7, quick=quick))
+    if want("alertmanager"):
+        from .alertmanager import side_by_side
+
+        results.update(await side_by_side(5_000 if quick else 20_000, log, tmp))
     log(f"work files in {tmp}")
     return results

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 
 from ..agents.lifecycle import empty_status
+from ..core.status_index import StatusIndex
 from ..streams.api import list_alerts, parse_filters
-from ..streams.status_index import StatusIndex
 
 Log = Callable[[str], None]
 

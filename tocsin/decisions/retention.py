@@ -6,7 +6,7 @@
   ``status_changed_at`` and its ``last_seen`` (event times, so a replay decides the same).
 - A **delivery state** (the delivery table, delivery_id → sent/dead) is kept for
   ``TOCSIN_DELIVERY_STATE_RETENTION_S`` after it was written: past it, no replay or retry of
-  its command is expected any more (settings.py says how the default is made).
+  its command is expected any more (core/settings.py says how the default is made).
 
 Each returns an ``Expiry``: whether, and why (the reason is for logs and tests).
 """

@@ -16,6 +16,11 @@ from ..errors import BrokerError
 
 log = logging.getLogger(__name__)
 
+#: the cluster id the broker is started with (Tansu's default, passed so that a CLUSTER_ID in
+#: the environment does not change it): a worker told nothing (TOCSIN_KAFKA_EMBEDDED unset)
+#: knows its broker is this one by it (infra/faust_compat.true_highwaters)
+CLUSTER_ID = "tansu_cluster"
+
 
 def broker_binary() -> str:
     try:
@@ -78,7 +83,7 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         bind = "0.0.0.0" if self.host in ("0.0.0.0", "::") else self.host
         self.proc = subprocess.Popen(
-            [binary, "broker",
+            [binary, "broker", "--cluster-id", CLUSTER_ID,
              "--listener-url", f"tcp://{bind}:{self.port}",
              "--advertised-listener-url", f"tcp://{self.advertised}",
              "--storage-engine", "memory://tansu/"],

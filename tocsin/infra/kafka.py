@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from faust.types.auth import CredentialsT
 
-    from ..streams.settings import Settings
+    from ..core.settings import Settings
 
 #: Kafka's ``security.protocol`` values that speak TLS, and those that authenticate with SASL
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
@@ -183,13 +183,13 @@ async def end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s:
 async def started(client: Any, bootstrap: str, timeout_s: float = 15.0) -> Any:
     """Start an aiokafka client, or fail with one clear line (and nothing left open)."""
     from ..errors import TocsinError
+    from .faust_compat import security_protocol
 
     try:
         await asyncio.wait_for(client.start(), timeout_s)
     except Exception as exc:
         await client.stop()
-        inner = getattr(client, "client", None) or getattr(client, "_client", None)  # producer / consumer
-        protocol = getattr(inner, "_security_protocol", "PLAINTEXT")
+        protocol = security_protocol(client)
         why = "" if protocol == "PLAINTEXT" else (
             f" over {protocol} (a refused TLS handshake or SASL authentication ends here too; "
             "aiokafka's log line says which)")
@@ -201,8 +201,10 @@ async def topic_partitions(c: AIOKafkaConsumer, topic: str) -> list[TopicPartiti
     """The partitions of ``topic`` (refreshing metadata once); empty if it does not exist."""
     from aiokafka import TopicPartition
 
+    from .faust_compat import refresh_metadata
+
     parts = c.partitions_for_topic(topic)
     if not parts:
-        await c._client.force_metadata_update()  # noqa: SLF001
+        await refresh_metadata(c)
         parts = c.partitions_for_topic(topic)
     return [TopicPartition(topic, p) for p in sorted(parts or ())]

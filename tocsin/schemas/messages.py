@@ -74,6 +74,10 @@ class DeliveryCommand(BaseModel):
     created_at: dt.datetime = Field(default_factory=utcnow)
     #: an on-call action relayed to the destination (PagerDuty's acknowledge), not a notification
     lifecycle: Literal["acknowledge", "resolve"] | None = None
+    #: why it waits on ``P.deliveries.retry``: a failed contact (``retry``), an open circuit
+    #: (``circuit_open``) or its rate slot (``rate_limited``); the first two are released early
+    #: once the destination's breaker closes again, a rate slot is kept
+    waiting_for: Literal["retry", "circuit_open", "rate_limited"] | None = None
 
     @property
     def channel(self) -> str:
@@ -206,4 +210,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "redriven": False,
         "created_at": created_at,
         "lifecycle": None,
+        "waiting_for": None,
     }

@@ -9,7 +9,7 @@
 
 Who may call which is decided once, for every view, by ``webauth.py``.
 
-The alert list reads the status table's index (status_index.py: every worker holds all of
+The alert list reads the status table's index (core/status_index.py: every worker holds all of
 it, kept as the table changes, queried off the event loop when it is large: the same answers
 as ``list_alerts`` over every status); stats and attempts read ClickHouse through the store
 the record agent opened (stats from the index when recording is off).
@@ -26,12 +26,12 @@ from typing import Any
 import orjson
 from faust import web as faust_web
 
+from ..core import metrics
+from ..core.tables import status_index
 from ..errors import OutboxError, StoreError
 from ..schemas.alert import parse_timestamp
 from ..schemas.codec import dumps
 from ..schemas.messages import LifecycleAction, LifecycleEvent
-from . import metrics
-from .tables import status_index
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def register(rt: Any) -> None:
     class Stats(faust_web.View):
         async def get(self, request: Any, **kw: Any) -> Any:
             now = dt.datetime.now(dt.UTC)
-            store = rt.extras.get("store")
+            store = rt.store
             if store is None:
                 return _json(self, await stats_from_index(index, now))
             from ..infra.clickhouse.queries import stats_24h
@@ -173,7 +173,7 @@ def register(rt: Any) -> None:
                 aid = uuid.UUID(alert_id)
             except ValueError:
                 return _json(self, {"error": f"alert_id: {alert_id!r} is not a UUID"}, 400)
-            store = rt.extras.get("store")
+            store = rt.store
             if store is None:
                 return _json(self, {"error": "recording is off on this worker: no attempts to show"}, 503)
             from ..infra.clickhouse.queries import as_dicts, run_query

@@ -15,8 +15,8 @@ from typing import Any
 
 import typer
 
+from ..core.settings import Settings, load_settings
 from ..errors import TocsinError
-from .settings import Settings, load_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Tocsin: alert events in, throttled notifications out.")
@@ -66,9 +66,12 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     except TocsinError as exc:
         fail(str(exc))
     setup_logging(loglevel)
+    from ..infra.faust_compat import check_versions
+
+    check_versions()  # a warning naming both versions when Faust or aiokafka is not the tested one
+    from ..core.topics import ensure_topics
     from ..infra.kafka import client_kwargs
     from ..infra.redact import redact_url
-    from .topics import ensure_topics
 
     try:
         created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions,

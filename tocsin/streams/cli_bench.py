@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .cli import cli
 
-SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery", "api_alerts")
+SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery", "api_alerts", "alertmanager")
 
 
 @cli.command()

@@ -13,11 +13,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..core.settings import Settings
 from ..errors import StoreError, TocsinError
 from ..infra.kafka import client_kwargs
 from ..infra.redact import redact_url
 from .cli import cli, fail, settings_or_fail
-from .settings import Settings
 
 
 def _held_by_worker(s: Settings) -> bool:
@@ -168,7 +168,7 @@ def rebuild(yes: bool = typer.Option(False, "--yes", help="do not ask before emp
     if not yes and sys.stdin.isatty():
         typer.confirm("Empty tocsin.alerts, delivery_attempts and alert_lifecycle and rebuild them?", abort=True)
     from ..infra.clickhouse.client import open_store
-    from ..infra.clickhouse.ops import rebuild as do_rebuild
+    from .rebuild import rebuild as do_rebuild
 
     try:
         with open_store(s.clickhouse_dsn) as store, Progress(

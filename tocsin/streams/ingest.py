@@ -32,13 +32,13 @@ import orjson
 from aiohttp import web as aioweb
 from faust import web as faust_web
 
+from ..core import metrics
 from ..decisions import pagerduty
 from ..decisions.alertmanager import DEFAULT_MAPPING, BadAlert, Mapped, map_postable, map_webhook
 from ..decisions.ingest_limits import ClientLimits, client_key
 from ..errors import OutboxError
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
-from . import metrics
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ def register(rt: Any) -> None:
     from faust import web as faust_web
 
     async def sql(web: Any, request: Any) -> Any:
-        store = rt.extras.get("store")
+        store = rt.store
         if store is None:
             return _json(web, {"error": "this worker has no ClickHouse store open (yet)"}, 503)
         try:
@@ -65,7 +65,7 @@ def register(rt: Any) -> None:
 
     @app.page("/api/sql/stats")
     async def stats(web: Any, request: Any) -> Any:
-        store = rt.extras.get("store")
+        store = rt.store
         if store is None:
             return _json(web, {"error": "this worker has no ClickHouse store open (yet)"}, 503)
         from ..infra.clickhouse.ops import stats_text

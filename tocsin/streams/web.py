@@ -7,7 +7,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics
+from ..core import metrics
+from ..infra import faust_compat
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def register(rt: Any) -> None:
             return
         consumer = app.consumer
         lag: dict[str, int] = {}
-        read = getattr(consumer, "_read_offset", {})
+        read = faust_compat.read_offsets(consumer)
         for tp in consumer.assignment():
             try:
                 hw = consumer.highwater(tp)
@@ -44,8 +45,8 @@ def register(rt: Any) -> None:
                 continue
             done = read.get(tp)
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - ((done + 1) if done is not None else 0))
-        for reader in rt.extras.get("readers", ()):  # the alert and delivery topics (agents/reader.py)
-            lag.update(reader.lag())
+        for reader in rt.readers:  # the alert and delivery topics (agents/reader.py)
+            lag.update(await reader.lag())
         for topic, n in lag.items():
             metrics.consumer_lag.labels(topic).set(n)
         try:

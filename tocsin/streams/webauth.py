@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..core.settings import Settings
 from ..errors import ConfigError
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+from ...core.settings import Settings
 from ...decisions.routing import MENTION_CHANNELS, RoutingPolicy
-from ...streams.settings import Settings
 from .base import Channel, ChannelBase, DeliveryResult, env_lookup
 from .console import ConsoleChannel
 from .email import EmailChannel

@@ -24,7 +24,6 @@ import asyncio
 import heapq
 import logging
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,13 +33,13 @@ from typing import Any
 import faust
 import orjson
 from faust.stores.memory import Store as MemoryStore
-from faust.streams import _current_event
 from faust.tables.globaltable import GlobalTable
 from faust.tables.table import Table
 from faust.types import TP
 
 from ..decisions.retention import delivery_expiry
 from ..decisions.throttle import WindowState
+from ..infra import faust_compat
 from ..schemas.codec import dumps
 from . import allocator
 from .status_index import StatusIndex
@@ -71,8 +70,8 @@ class ThrottleTable:
         self.table = wrapper.table  # the windowed Table under Faust's WindowWrapper
         self._ranges: dict[tuple[float, float], tuple[float, float]] = {}
         self.window_s = window_s
-        self._events: dict[int, Any] = {}
-        self._keep: list[Any] = []
+        #: per partition, a stand-in event, kept alive here (Faust holds its current event weakly)
+        self._events: dict[int, _PartitionEvent] = {}
 
     def _key(self, fingerprint: str, ts: float) -> tuple:
         return (fingerprint, self.table.window.current(ts))
@@ -91,28 +90,26 @@ class ThrottleTable:
         value = state.to_value()
         records = []
         # the RocksDB store picks the partition's database from Faust's current event
-        token = _current_event.set(self._partition_event(partition))
+        token = faust_compat.set_current_event(self._partition_event(partition))
         try:
-            for rng in table._window_ranges(ts):
+            for rng in faust_compat.window_ranges(table, ts):
                 rng = self._ranges.setdefault(rng, rng)
                 key = (fingerprint, rng)
                 table.data[key] = value
-                table._maybe_set_key_ttl(key, partition)
+                faust_compat.set_key_ttl(table, key, partition)
                 records.append((key, value))
         finally:
-            _current_event.reset(token)
+            faust_compat.reset_current_event(token)
         if len(self._ranges) > 4096:
             self._ranges.clear()
         return records
 
-    def _partition_event(self, partition: int) -> Any:
-        """A weak reference to a stand-in event of ``partition`` (all a store reads of it)."""
-        ref = self._events.get(partition)
-        if ref is None:
-            event = _PartitionEvent(SimpleNamespace(partition=partition))
-            self._keep.append(event)
-            ref = self._events[partition] = weakref.ref(event)
-        return ref
+    def _partition_event(self, partition: int) -> _PartitionEvent:
+        """A stand-in event of ``partition`` (all a store reads of it)."""
+        event = self._events.get(partition)
+        if event is None:
+            event = self._events[partition] = _PartitionEvent(SimpleNamespace(partition=partition))
+        return event
 
     def __len__(self) -> int:
         return len(self.table.data)
@@ -319,16 +316,13 @@ class DeliveryStates:
     def scan(self, store: Any, partitions: set[int]) -> int:
         """List the keys a RocksDB store held before this start (its recovery replayed only
         the changelog past them); each partition once."""
-        dbs = getattr(store, "_dbs", None)
-        if dbs is None:
-            return 0
         n = 0
         for partition in sorted(partitions - self._scanned):
-            db = dbs.get(partition)
-            if db is None:
+            items = faust_compat.rocksdb_items(store, partition)
+            if items is None:  # not a RocksDB store, or no database of this partition
                 continue
             self._scanned.add(partition)
-            for raw_key, raw_value in store._visible_items(db):  # noqa: SLF001
+            for raw_key, raw_value in items:
                 try:
                     key, value = orjson.loads(raw_key), orjson.loads(raw_value)
                 except orjson.JSONDecodeError:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_check_hostname: bool = True
+    #: the broker is the embedded one (Tansu), whose ListOffsets under-reports a partition's end:
+    #: table recovery then reads the true end (infra/faust_compat.true_highwaters). Unset: the
+    #: worker asks the broker's cluster id when it first recovers (Tansu's ``tansu_cluster``)
+    kafka_embedded: bool | None = None
     topic_prefix: str = Field(default="tocsin", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     partitions: int = Field(default=4, ge=1, le=256, description="partitions of every Tocsin topic")
     clickhouse_url: str = ""
@@ -147,7 +151,8 @@ class Settings(BaseSettings):
         return (v.strip().upper() or None) if isinstance(v, str) else v
 
     @field_validator("kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile",
-                     "kafka_ssl_keyfile", "kafka_ssl_key_password", "clickhouse_ca_cert", mode="before")
+                     "kafka_ssl_keyfile", "kafka_ssl_key_password", "clickhouse_ca_cert", "kafka_embedded",
+                     mode="before")
     @classmethod
     def _transport_empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v
