@@ -5,7 +5,8 @@
      │    └── RoutingError      the routing file is invalid
      ├── BrokerError            the embedded broker could not start or be reached
      ├── StoreError             ClickHouse could not be reached or refused a statement
-     │    └── ReadOnlyError     a write statement given to the read-only `tocsin sql`
+     │    ├── ReadOnlyError     a write statement given to the read-only `tocsin sql`
+     │    └── DataRefusedError  an insert's data refused as such: the same rows fail again
      ├── DeliveryError          a channel failed in a way its result cannot carry
      └── OutboxError            a record was not acknowledged by the broker (agents/outbox.py)
           ├── RecordRefused     refused for good (too large, corrupt): never sent again
@@ -41,6 +42,12 @@ class StoreError(TocsinError):
 
 class ReadOnlyError(StoreError):
     pass
+
+
+class DataRefusedError(StoreError):
+    """ClickHouse refused the data of an insert itself (it cannot parse it), or the driver
+    could not write a value into its column: the same bytes would be refused again, so the
+    caller must send them another way."""
 
 
 class DeliveryError(TocsinError):

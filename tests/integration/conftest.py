@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tocsin.infra.broker import EmbeddedBroker, free_port
-from tocsin.infra.clickhouse.client import Store, open_store
 from tocsin.infra.clickhouse.ops import TABLES
+from tocsin.infra.clickhouse.store import Store, open_store
 
 from .harness import HttpReceiver, SmtpReceiver, Stack
 

@@ -13,10 +13,12 @@ import orjson
 import pytest
 
 from tocsin.agents.recorder import TABLES, Recorder, json_id
-from tocsin.infra.clickhouse.client import DataRefusedError, Store
-from tocsin.infra.clickhouse.samples import attempt, decision, lifecycle, wire
+from tocsin.errors import DataRefusedError
+from tocsin.infra.clickhouse.store import Store
 from tocsin.schemas.codec import dumps
 from tocsin.schemas.messages import AttemptStatus, LifecycleAction, Outcome
+
+from ..support.samples import attempt, decision, lifecycle, wire
 
 pytestmark = pytest.mark.integration
 

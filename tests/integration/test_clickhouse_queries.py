@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from tocsin.agents.recorder import Recorder
-from tocsin.infra.clickhouse.client import Store, open_store
 from tocsin.infra.clickhouse.queries import as_dicts, query_names, run_query, stats_24h
-from tocsin.infra.clickhouse.samples import attempt, decision, lifecycle, wire
+from tocsin.infra.clickhouse.store import Store, open_store
 from tocsin.schemas.messages import AttemptStatus as S
 from tocsin.schemas.messages import LifecycleAction, Outcome
+
+from ..support.samples import attempt, decision, lifecycle, wire
 
 pytestmark = pytest.mark.integration
 

@@ -16,15 +16,12 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from tocsin.agents.recorder import Pipeline, Recorder
 from tocsin.errors import ConfigError, StoreError
-from tocsin.infra.clickhouse.client import (
-    Store,
-    _path_locked_elsewhere,
-    open_store,
-    parse_dsn,
-    redact_dsn,
-)
-from tocsin.infra.clickhouse.samples import attempt, decision, synthetic_messages, wire
+from tocsin.infra.clickhouse.engines import path_locked_elsewhere
+from tocsin.infra.clickhouse.store import Store, open_store
+from tocsin.infra.clickhouse.url import parse_dsn, redact_dsn
 from tocsin.schemas.messages import AttemptStatus, Outcome
+
+from ..support.samples import attempt, decision, synthetic_messages, wire
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +212,7 @@ def test_a_directory_held_by_another_process_is_a_clear_error(tmp_path: Path, sh
         # this process already hosts an engine, so a fresh one asks for the held directory
         probe = textwrap.dedent(f"""
             from tocsin.errors import StoreError
-            from tocsin.infra.clickhouse.client import open_store
+            from tocsin.infra.clickhouse.store import open_store
             try:
                 open_store("chdb://{held}")
             except StoreError as exc:
@@ -226,15 +223,15 @@ def test_a_directory_held_by_another_process_is_a_clear_error(tmp_path: Path, sh
             f"ClickHouse at chdb://{held}: the embedded data directory is in use by another process "
             "(a running worker?); query through the worker or stop it first"
         )
-        assert _path_locked_elsewhere(str(held))
-        assert not _path_locked_elsewhere(str(tmp_path))
+        assert path_locked_elsewhere(str(held))
+        assert not path_locked_elsewhere(str(tmp_path))
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(30)
         if proc.stdout is not None:
             proc.stdout.close()
-    assert not _path_locked_elsewhere(str(held))
+    assert not path_locked_elsewhere(str(held))
 
 
 async def test_a_row_the_driver_cannot_write_is_rejected_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

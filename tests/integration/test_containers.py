@@ -48,7 +48,7 @@ async def test_pipeline_on_real_kafka_and_clickhouse(containers, tmp_path: Path,
         decisions = await read_topic(bootstrap, st.topic("decisions"), min_count=4, timeout=60)
         assert [d["value"]["outcome"] for d in decisions].count("notify") == 1
         await webhook.wait_for(lambda r: len(r) == 1)
-        from tocsin.infra.clickhouse.client import open_store
+        from tocsin.infra.clickhouse.store import open_store
 
         with open_store(ch_url) as store:
             deadline = time.monotonic() + 30
@@ -66,8 +66,8 @@ async def test_pipeline_on_real_kafka_and_clickhouse(containers, tmp_path: Path,
 def test_analyst_sql_on_a_server_as_on_chdb(containers, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The same refusals and limits on a ClickHouse server as test_sql_readonly.py on chdb."""
     from tocsin.errors import ReadOnlyError, StoreError
-    from tocsin.infra.clickhouse.client import open_store
     from tocsin.infra.clickhouse.readonly import SqlLimits
+    from tocsin.infra.clickhouse.store import open_store
 
     from .test_sql_readonly import REFUSED
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tocsin.infra import grafana
-from tocsin.infra.clickhouse.client import Store, open_store
 from tocsin.infra.clickhouse.queries import run_query
+from tocsin.infra.clickhouse.store import Store, open_store
 
 from .test_clickhouse_queries import NOW, _record, dataset
 

@@ -14,6 +14,7 @@ import pytest
 
 from tocsin.infra.broker import free_port
 
+from ..support.faulty_store import faulty_env
 from .harness import HttpReceiver, SmtpReceiver, Stack, WorkerProcess, produce, read_topic
 from .test_pipeline import alert_bytes, bucket_time, delivery_env
 
@@ -135,7 +136,7 @@ async def test_queries_on_live_recording_then_kill_replay_and_rebuild(
 
 async def test_clickhouse_failures_lose_nothing_and_delivery_goes_on(
         stack: Stack, webhook: HttpReceiver, smtp: SmtpReceiver) -> None:
-    env = {**recording_env(stack, webhook, smtp, free_port()), "TOCSIN_RECORD_INJECT_FAULTS": "4"}
+    env = faulty_env(recording_env(stack, webhook, smtp, free_port()), faults=4)
     w = WorkerProcess(env, stack.tmp / "faulty.log").start()
     stack.workers.append(w)
     await w.wait_ready()
@@ -154,7 +155,7 @@ async def test_clickhouse_down_60_s_loses_nothing_and_delivery_goes_on(
     recorded exactly once."""
     outage = stack.tmp / "clickhouse-down"
     outage.touch()
-    env = {**recording_env(stack, webhook, smtp, free_port()), "TOCSIN_RECORD_INJECT_OUTAGE_FILE": str(outage)}
+    env = faulty_env(recording_env(stack, webhook, smtp, free_port()), outage=outage)
     w = WorkerProcess(env, stack.tmp / "outage.log").start()
     stack.workers.append(w)
     await w.wait_ready()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tocsin.errors import ReadOnlyError, StoreError
-from tocsin.infra.clickhouse.client import Store
 from tocsin.infra.clickhouse.readonly import SqlLimits
+from tocsin.infra.clickhouse.store import Store
 
 pytestmark = pytest.mark.integration
 

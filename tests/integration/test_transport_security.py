@@ -32,7 +32,7 @@ from tocsin.core.settings import Settings, load_settings
 from tocsin.core.topics import ensure_topics
 from tocsin.errors import StoreError, TocsinError
 from tocsin.infra.broker import EmbeddedBroker, broker_binary, free_port
-from tocsin.infra.clickhouse.client import open_store
+from tocsin.infra.clickhouse.store import open_store
 from tocsin.infra.kafka import client_kwargs, started, topic_partitions
 from tocsin.streams.dlq import read_dlq
 from tocsin.streams.replay import replay

@@ -15,8 +15,9 @@ import pytest
 
 from tocsin.agents.recorder import Recorder, RecordError, batch_token, kind_for_topic
 from tocsin.errors import StoreError
-from tocsin.infra.clickhouse.samples import attempt, decision, lifecycle, wire
 from tocsin.schemas.messages import AttemptStatus, LifecycleAction, Outcome
+
+from ..support.samples import attempt, decision, lifecycle, wire
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -18,12 +18,8 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from tocsin.core.settings import Settings, load_settings
 from tocsin.errors import ConfigError, TocsinError
-from tocsin.infra.clickhouse.client import (
-    http_client_kwargs,
-    parse_dsn,
-    redact_dsn,
-    with_tls_options,
-)
+from tocsin.infra.clickhouse.engines import http_client_kwargs
+from tocsin.infra.clickhouse.url import parse_dsn, redact_dsn, with_tls_options
 from tocsin.infra.kafka import broker_credentials, client_kwargs, started
 from tocsin.infra.redact import redact_url
 

@@ -11,66 +11,54 @@ its reason, acknowledged by the broker before its batch's offsets are released.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import os
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..core import metrics
 from ..decisions.backoff import Backoff, Failure, retry
-from ..errors import OutboxStopped, RecordRefused, StoreError, TocsinError
+from ..errors import ConfigError, OutboxStopped, RecordRefused, StoreError, TocsinError
 from ..schemas.codec import dumps
 from ..schemas.validate import raw_text
 from .recorder import Pipeline, Recorder, Reject, kind_for_topic
 from .runtime import Runtime
 
+if TYPE_CHECKING:
+    from ..core.settings import Settings
+    from ..infra.clickhouse.store import Store
+
 log = logging.getLogger(__name__)
 
-#: Test hooks: make the first N inserts fail with the real driver's error, or every insert
-#: while a file exists (an outage the test starts and ends; see tests/integration/test_recording.py)
-FAULTS_ENV = "TOCSIN_RECORD_INJECT_FAULTS"
-OUTAGE_ENV = "TOCSIN_RECORD_INJECT_OUTAGE_FILE"
-
-
-class FaultyStore:
-    """Wraps the real store: its first ``n`` inserts, and every insert while ``outage`` exists,
-    raise the real client's own error, by sending the real client a statement ClickHouse
-    rejects. Used only when ``FAULTS_ENV`` or ``OUTAGE_ENV`` is set."""
-
-    def __init__(self, store: Any, n: int, outage: Path | None = None) -> None:
-        self._store = store
-        self.remaining = n
-        self.outage = outage
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def _failing(self) -> bool:
-        if self.outage is not None and self.outage.exists():
-            return True
-        if self.remaining > 0:
-            self.remaining -= 1
-            return True
-        return False
-
-    def insert(self, table: str, rows: Any, dedup_token: str | None = None) -> Any:
-        if self._failing():
-            self._store.insert("tocsin.no_such_table_injected_fault", rows, dedup_token)
-        return self._store.insert(table, rows, dedup_token)
-
-    def insert_json(self, table: str, messages: Any, dedup_token: str | None = None) -> Any:
-        if self._failing():
-            self._store.insert_json("tocsin.no_such_table_injected_fault", messages, dedup_token)
-        return self._store.insert_json(table, messages, dedup_token)
-
+WRAPPER_SETTING = "TOCSIN_RECORD_STORE_WRAPPER"
 
 #: between the tries of opening the store while ClickHouse does not answer
 OPEN_BACKOFF = Backoff(0.5, 30.0, jitter=0.5)
 
 
-async def open_recorder(rt: Runtime) -> Recorder:
-    """Open and migrate the store, retrying with backoff until ClickHouse answers."""
-    from ..infra.clickhouse.client import Store, open_store
+def store_wrapper(s: Settings) -> Callable[[Store], Store] | None:
+    """The function ``TOCSIN_RECORD_STORE_WRAPPER`` names (``module:function``), or None when
+    unset: the opened store is handed to it, and the Recorder writes through what it returns
+    (the integration tests make inserts fail this way: tests/support/faulty_store.py). A name
+    that cannot be imported, or is not callable, is a ``ConfigError`` naming the setting."""
+    name = s.record_store_wrapper
+    if not name:
+        return None
+    module, _, attr = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(WRAPPER_SETTING, f"cannot import {name}: {exc}") from None
+    if not callable(found):
+        raise ConfigError(WRAPPER_SETTING, f"{name} is not callable")
+    wrap: Callable[[Store], Store] = found
+    return wrap
+
+
+async def open_recorder(rt: Runtime, wrap: Callable[[Store], Store] | None = None) -> Recorder:
+    """Open and migrate the store, retrying with backoff until ClickHouse answers; the store,
+    passed through ``wrap`` when given, becomes ``rt.store``."""
+    from ..infra.clickhouse.store import open_store
 
     s = rt.settings
     last: str | None = None  # the failure last logged
@@ -91,11 +79,9 @@ async def open_recorder(rt: Runtime) -> Recorder:
                         retry_if=lambda exc: isinstance(exc, StoreError))
     if last is not None:
         log.info("ClickHouse reachable again: recording resumes")
-    faults = int(os.environ.get(FAULTS_ENV, "0") or 0)
-    outage = os.environ.get(OUTAGE_ENV) or None
-    if faults or outage:
-        log.warning("%s=%d, %s=%s: inserts will fail on purpose", FAULTS_ENV, faults, OUTAGE_ENV, outage)
-        store = FaultyStore(store, faults, Path(outage) if outage else None)  # type: ignore[assignment]
+    if wrap is not None:
+        log.warning("%s: the store is wrapped by %s", WRAPPER_SETTING, s.record_store_wrapper)
+        store = wrap(store)
     rt.store = store
     return Recorder.from_settings(store, s, backoff_s=0.2, backoff_max_s=10.0)
 
@@ -107,12 +93,13 @@ def register(rt: Runtime) -> None:
     source = app.topic(*names, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     prefix = s.topic_prefix
     holder: dict[str, Recorder] = {}
+    wrap = store_wrapper(s)  # a bad name fails here, at start
 
     opened = asyncio.Event()
 
     @app.task
     async def _open() -> None:  # open (and migrate) at start, so queries work from the first second
-        holder["r"] = await open_recorder(rt)
+        holder["r"] = await open_recorder(rt, wrap)
         opened.set()
 
     dlq_name = topics.dlq.get_topic_name()

@@ -56,8 +56,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from ..decisions.backoff import Backoff, Failure, retry
-from ..errors import StoreError
-from ..infra.clickhouse.client import DataRefusedError
+from ..errors import DataRefusedError, StoreError
 from ..schemas.messages import Decision, DeliveryAttempt, LifecycleEvent
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from .channels.base import Channel
 from .outbox import Outbox
 
 if TYPE_CHECKING:
-    from ..infra.clickhouse.client import Store
+    from ..infra.clickhouse.store import Store
     from .deliver import DeliveryOutbox
     from .reader import PartitionReader
 

@@ -367,7 +367,7 @@ def recording(n: int, log: Log, tmp: Path, rounds: int = 5) -> dict[str, Result]
     import statistics
 
     from ..agents.recorder import SWITCH_INTERVAL_S, Pipeline, Recorder
-    from ..infra.clickhouse.client import open_store
+    from ..infra.clickhouse.store import open_store
     from ..schemas.messages import Decision, Outcome
 
     ts = bucket_ts()

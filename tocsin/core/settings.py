@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     record_batch_rows: int = Field(default=10_000, ge=1)
     record_batch_s: float = Field(default=1.0, gt=0)
     record_enabled: bool = True
+    #: ``module:function`` the record agent hands its opened store to, writing through what it
+    #: returns (agents/record.py ``store_wrapper``); the integration tests inject ClickHouse
+    #: failures with it. Unset in production
+    record_store_wrapper: str = Field(default="", pattern=r"^$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
     @field_validator("webhook_default_url", "slack_default_webhook", "telegram_bot_token",
                      "smtp_password", "api_token", "read_token", "ingest_token", "webhook_default_secret",
@@ -174,7 +178,7 @@ class Settings(BaseSettings):
     @property
     def clickhouse_dsn(self) -> str:
         if self.clickhouse_url:
-            from ..infra.clickhouse.client import with_tls_options
+            from ..infra.clickhouse.url import with_tls_options
 
             return with_tls_options(self.clickhouse_url, self.clickhouse_ca_cert, self.clickhouse_verify)
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"

@@ -21,10 +21,11 @@ from .cli import cli, fail, settings_or_fail
 
 
 def _held_by_worker(s: Settings) -> bool:
-    from ..infra.clickhouse.client import _path_locked_elsewhere, parse_dsn
+    from ..infra.clickhouse.engines import path_locked_elsewhere
+    from ..infra.clickhouse.url import parse_dsn
 
     target = parse_dsn(s.clickhouse_dsn)
-    return target.kind == "chdb" and bool(target.path) and _path_locked_elsewhere(target.path or "")
+    return target.kind == "chdb" and bool(target.path) and path_locked_elsewhere(target.path or "")
 
 
 def _worker_request(s: Settings, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -69,8 +70,8 @@ def _run_sql(s: Settings, text: str | None, name: str | None,
             raise TocsinError(_remote_error(resp))
         data = resp.json()
         return data["columns"], data["rows"]
-    from ..infra.clickhouse.client import open_store
     from ..infra.clickhouse.queries import run_query
+    from ..infra.clickhouse.store import open_store
 
     with open_store(s.clickhouse_dsn) as store:
         store.migrate()
@@ -151,8 +152,8 @@ def _stats(s: Settings) -> str:
         if resp.status_code != 200:
             raise TocsinError(_remote_error(resp))
         return resp.text
-    from ..infra.clickhouse.client import open_store
     from ..infra.clickhouse.ops import stats_text
+    from ..infra.clickhouse.store import open_store
 
     with open_store(s.clickhouse_dsn) as store:
         store.migrate()
@@ -167,7 +168,7 @@ def rebuild(yes: bool = typer.Option(False, "--yes", help="do not ask before emp
         fail(f"the embedded store {redact_url(s.clickhouse_dsn)} is held by a running worker; stop it, then rebuild")
     if not yes and sys.stdin.isatty():
         typer.confirm("Empty tocsin.alerts, delivery_attempts and alert_lifecycle and rebuild them?", abort=True)
-    from ..infra.clickhouse.client import open_store
+    from ..infra.clickhouse.store import open_store
     from .rebuild import rebuild as do_rebuild
 
     try:

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..agents.recorder import KINDS, Recorder
 from ..errors import BrokerError
-from ..infra.clickhouse.client import Store
 from ..infra.clickhouse.ops import TABLES
+from ..infra.clickhouse.store import Store
 
 log = logging.getLogger(__name__)
 

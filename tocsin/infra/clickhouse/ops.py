@@ -8,8 +8,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .client import Store
 from .queries import as_dicts, run_query, stats_24h
+from .store import Store
 
 TABLES = ("alerts", "delivery_attempts", "alert_lifecycle", "delivery_stats_1m")
 

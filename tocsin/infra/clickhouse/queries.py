@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .client import Rows, Store
+from .store import Rows, Store
 
 QUERIES_DIR = Path(__file__).parent / "queries"
 PARAM_RE = re.compile(r"\{(\w+):([^}]+)\}")

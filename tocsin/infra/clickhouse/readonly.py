@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ReadOnlyError, StoreError
+from .migrations import DATABASE
 
 #: root node kinds of ``EXPLAIN AST`` that only read
 READ_KINDS = frozenset({
@@ -45,8 +46,6 @@ DENIED_PREFIXES = ("dictget", "dicthas", "dictisin")
 #: catalogue tables of ``system`` an analyst may read
 SYSTEM_TABLES = frozenset({"one", "numbers", "numbers_mt", "zeros", "zeros_mt", "tables", "columns",
                            "databases", "functions", "data_type_families", "table_functions"})
-
-DATABASE = "tocsin"
 
 _LINE = re.compile(r"^( *)(\S+)(?: (.*?))?$")
 _CHILDREN = re.compile(r" ?\(children \d+\)$")

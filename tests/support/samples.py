@@ -1,4 +1,4 @@
-"""Deterministic topic messages for tests, demos and the recording benchmark.
+"""Deterministic topic messages for the recording tests.
 
 Built from the real models and encoded the way they travel on the topics (orjson, UTC as
 ``Z``, UUIDs as strings), then decoded to the dicts a consumer sees.
@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from ...schemas.alert import create_alert
-from ...schemas.messages import (
+from tocsin.schemas.alert import create_alert
+from tocsin.schemas.messages import (
     AttemptStatus,
     Decision,
     DeliveryAttempt,
@@ -104,7 +104,7 @@ def lifecycle(fingerprint: str, action: LifecycleAction, at: dt.datetime, by: st
 
 
 def synthetic_messages(n: int, now: dt.datetime, *, fingerprints: int = 100) -> list[Message]:
-    """``n`` decisions and about ``n`` attempts over the hour before ``now`` (for benchmarks)."""
+    """``n`` decisions and one attempt of each, spread over the hour before ``now``."""
     out: list[Message] = []
     statuses = [AttemptStatus.SENT] * 8 + [AttemptStatus.FAILED, AttemptStatus.DEAD]
     for i in range(n):
