@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from tocsin.agents import deliver
@@ -28,9 +28,10 @@ from tocsin.agents.channels import build_channels
 from tocsin.agents.channels.console import ConsoleChannel
 from tocsin.agents.channels.email import EmailChannel
 from tocsin.agents.channels.file import FileChannel
+from tocsin.agents.channels.http import MAX_RESPONSE_BYTES, HttpChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
-from tocsin.agents.channels.webhook import MAX_RESPONSE_BYTES, HttpChannel, WebhookChannel
+from tocsin.agents.channels.webhook import WebhookChannel
 from tocsin.core.settings import Settings
 from tocsin.core.tables import DeliveryStates
 from tocsin.decisions.limits import BreakerState
@@ -321,12 +322,12 @@ HTTP_KINDS = ("webhook", "slack", "telegram")
 FIFTY_MB = 50 * 1024 * 1024
 
 
-def http_channel(kind: str, base_url: str, client: httpx.AsyncClient | None = None) -> HttpChannel:
+def http_channel(kind: str, base_url: str, session: aiohttp.ClientSession | None = None) -> HttpChannel:
     if kind == "webhook":
-        return WebhookChannel("webhook:default", f"{base_url}/hook", timeout_s=5.0, client=client)
+        return WebhookChannel("webhook:default", f"{base_url}/hook", timeout_s=5.0, session=session)
     if kind == "slack":
-        return SlackChannel("slack:default", f"{base_url}/services/T/B/X", 5.0, client)
-    return TelegramChannel("telegram:default", "123:tok", "42", base_url, 5.0, client)
+        return SlackChannel("slack:default", f"{base_url}/services/T/B/X", 5.0, session)
+    return TelegramChannel("telegram:default", "123:tok", "42", base_url, 5.0, session)
 
 
 async def send_measured(ch: HttpChannel, cmd: DeliveryCommand) -> tuple[Any, int]:
@@ -378,10 +379,10 @@ async def test_a_gzip_bomb_is_inflated_only_up_to_the_bound(kind: str) -> None:
     assert peak < 4 * 1024 * 1024, f"held {peak} bytes"
 
 
-async def test_a_callers_httpx_client_is_read_up_to_the_bound_too() -> None:
+async def test_a_callers_session_is_read_up_to_the_bound_too() -> None:
     peer = await StreamingPeer(500, FIFTY_MB).start()
     try:
-        ch = http_channel("webhook", peer.base_url, client=httpx.AsyncClient(timeout=5.0))
+        ch = http_channel("webhook", peer.base_url, session=aiohttp.ClientSession())
         result, peak = await send_measured(ch, make_command())
         await asyncio.wait_for(peer.finished.wait(), 10)
     finally:

@@ -25,23 +25,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from tocsin.agents.channels.base import ChannelBase, DeliveryResult
 from tocsin.agents.channels.console import ConsoleChannel
 from tocsin.agents.channels.email import EmailChannel
 from tocsin.agents.channels.file import FileChannel
+from tocsin.agents.channels.http import HttpChannel, Transport, parse_url, transport_reason
 from tocsin.agents.channels.pagerduty import PagerDutyChannel
+from tocsin.agents.channels.signing import verify
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
-from tocsin.agents.channels.webhook import (
-    HttpChannel,
-    WebhookChannel,
-    make_client,
-    transport_reason,
-    verify,
-)
+from tocsin.agents.channels.webhook import WebhookChannel
 from tocsin.decisions.limits import BreakerState, CircuitBreaker, breaker_outcome
 from tocsin.decisions.retry import Reason
 from tocsin.schemas.messages import DeliveryCommand
@@ -178,7 +174,7 @@ async def test_http_status_classification(kind: str, status: int, expect: str, r
     if expect == OK:
         # the request was logged (so the log check above saw a URL), with the path cut
         lines = [r.getMessage() for r in logs.records
-                 if r.name == "tocsin.agents.channels.webhook" and r.getMessage().startswith("HTTP POST")]
+                 if r.name == "tocsin.agents.channels.http" and r.getMessage().startswith("HTTP POST")]
         assert lines and all("127.0.0.1" in line for line in lines)
 
 
@@ -308,23 +304,56 @@ async def test_malformed_url_is_permanent_config(url: str, logs: pytest.LogCaptu
     assert_no_secrets(logs, result, ch)
 
 
-async def test_the_pooled_transport_serves_httpx_clients_too(peer: HttpPeer) -> None:
-    """Channels POST through the transport directly; an httpx client over it (``make_client``)
-    gets the same requests and responses, errors mapped the same way."""
+async def test_the_transport_posts_what_it_is_given(peer: HttpPeer) -> None:
+    """The transport alone: the request as given (path and query, body, headers), the answer's
+    status, headers and body; a refused connection raises what ``transport_reason`` calls a
+    connection failure."""
     peer.answer(503, headers={"Retry-After": "7"}, body=b"busy")
-    client = make_client(5.0)
+    transport = Transport()
+    timeout = aiohttp.ClientTimeout(total=5.0)
     try:
-        resp = await client.post(f"{peer.base_url}/x?q=1", content=b'{"a": 1}',
-                                 headers={"Content-Type": "application/json", "Idempotency-Key": "k1"})
-        with pytest.raises(httpx.TransportError) as refused:
-            await client.post(f"http://127.0.0.1:{free_port()}/x", content=b"{}")
+        resp = await transport.post(parse_url(f"{peer.base_url}/x?q=1"), b'{"a": 1}',
+                                    {"Content-Type": "application/json", "Idempotency-Key": "k1"}, timeout)
+        with pytest.raises(aiohttp.ClientConnectionError) as refused:
+            await transport.post(parse_url(f"http://127.0.0.1:{free_port()}/x"), b"{}", {}, timeout)
     finally:
-        await client.aclose()
-    assert (resp.status_code, resp.headers["Retry-After"], resp.text) == (503, "7", "busy")
+        await transport.close()
+    assert (resp.status, resp.headers["Retry-After"], resp.text) == (503, "7", "busy")
     (got,) = peer.received
     assert (got.method, got.path_qs, got.body) == ("POST", "/x?q=1", b'{"a": 1}')
     assert got.headers["Idempotency-Key"] == "k1" and got.headers["Content-Type"] == "application/json"
     assert transport_reason(refused.value) is Reason.CONNECTION
+
+
+@pytest.mark.parametrize("kind", HTTP_CHANNELS)
+async def test_no_redirect_is_followed_and_no_cookie_kept(kind: str, peer: HttpPeer) -> None:
+    """A redirect is an answer like any 3xx (retryable, the Location never requested), and a
+    cookie set by a receiver is not sent back."""
+    peer.answer(302, {"Location": f"{peer.base_url}/elsewhere", "Set-Cookie": "session=abc; Path=/"})
+    ch = build(kind, peer.base_url)
+    try:
+        redirected = await ch.send(make_command(destination=f"{kind}:default"))
+        peer.answer(200)
+        assert (await ch.send(make_command(destination=f"{kind}:default"))).ok
+    finally:
+        await ch.close()
+    assert (redirected.ok, redirected.retryable, redirected.status_code) == (False, True, 302)
+    assert len(peer.received) == 2 and all(r.path != "/elsewhere" for r in peer.received)
+    assert "Cookie" not in peer.received[1].headers
+
+
+@pytest.mark.parametrize("url", ["http://h\n.example/x", "http://127.0.0.1:99999/x", "http://[::1/x"],
+                         ids=["control character", "port out of range", "broken IPv6"])
+async def test_a_url_no_request_can_go_to_is_config(url: str, logs: pytest.LogCaptureFixture) -> None:
+    """URLs aiohttp would reject, or quietly change into another one: refused before any request."""
+    ch = WebhookChannel("webhook:default", url, WEBHOOK_SECRET, 1.0)
+    try:
+        result = await ch.send(make_command())
+    finally:
+        await ch.close()
+    assert_outcome(result, PERMANENT, Reason.CONFIG)
+    assert result.error and result.error.startswith("bad destination URL")
+    assert_no_secrets(logs, result, ch)
 
 
 # ------------------------------------------------------------------ HTTP: what each one sends
@@ -520,10 +549,10 @@ async def test_signed_post_verifies_with_the_documented_recipe(peer: HttpPeer) -
     assert not verify(WEBHOOK_SECRET, ts, tampered, sig, now)
 
     # and the tampered request, posted for real with the original headers, is refused
-    async with httpx.AsyncClient() as client:
-        resp = await client.post(f"{peer.base_url}/hooks/x", content=tampered,
-                                 headers={"X-Tocsin-Timestamp": ts, "X-Tocsin-Signature": sig})
-    assert resp.status_code == 401
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{peer.base_url}/hooks/x", data=tampered,
+            headers={"X-Tocsin-Timestamp": ts, "X-Tocsin-Signature": sig}) as resp:
+        assert resp.status == 401
 
 
 # ------------------------------------------------------------------ email (aiosmtpd)

@@ -14,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tocsin.agents.channels import REGISTRY, build_channels, candidate_names
-from tocsin.agents.channels.base import ERROR_MAX, redact, redact_url
+from tocsin.agents.channels.base import ERROR_MAX, redact, redact_url, url_secrets
+from tocsin.agents.channels.signing import sign, verify
 from tocsin.agents.channels.slack import SlackChannel, escape
 from tocsin.agents.channels.slack import render as slack_render
 from tocsin.agents.channels.telegram import TEXT_MAX, TelegramChannel, render_text
-from tocsin.agents.channels.webhook import WebhookChannel, sign, url_secrets, verify
+from tocsin.agents.channels.webhook import WebhookChannel
 from tocsin.core.settings import Settings
 from tocsin.decisions.limits import CircuitBreaker, breaker_outcome
 from tocsin.decisions.retry import Reason
@@ -210,13 +211,13 @@ def test_redact_removes_secrets_and_cuts(text: str, secrets: list[str], at: int)
         assert secret not in out
 
 
-def test_httpx_request_log_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
-    import tocsin.agents.channels.webhook  # noqa: F401 - installs the filter
+def test_the_http_client_log_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import tocsin.agents.channels.http  # noqa: F401 - installs the filter
 
     caplog.set_level(logging.INFO)
-    logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "POST",
-                                    "http://127.0.0.1:9/bot123:SECRET/sendMessage", "HTTP/1.1", 200, "OK")
-    (rec,) = [r for r in caplog.records if r.name == "httpx"]
+    logging.getLogger("aiohttp.client").info('Request: %s %s "%s %d %s"', "POST",
+                                             "http://127.0.0.1:9/bot123:SECRET/sendMessage", "HTTP/1.1", 200, "OK")
+    (rec,) = [r for r in caplog.records if r.name == "aiohttp.client"]
     assert "SECRET" not in rec.getMessage() and "127.0.0.1:9" in rec.getMessage()
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from ...decisions.retry import Reason
 from ...schemas.messages import DeliveryCommand
@@ -60,6 +61,24 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     out = _URL_RE.sub(lambda m: redact_url(m.group(0)), out)
     if len(out) > ERROR_MAX:
         out = out[: ERROR_MAX - 3] + "..."
+    return out
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """What of a URL must never be shown: all of it, its password and its path+query
+    (Slack's and Telegram's tokens live in the path)."""
+    if not url:
+        return []
+    out = [url]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return out
+    if parts.password:
+        out.append(parts.password)
+    tail = parts.path + ("?" + parts.query if parts.query else "")
+    if len(tail) >= 8:
+        out.append(tail)
     return out
 
 

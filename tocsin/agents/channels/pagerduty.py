@@ -16,7 +16,7 @@ in a result, a log line or a repr.
 PagerDuty answers 202 ``{"status": "success", "dedup_key": ...}``; 400 ``{"status": "invalid
 event", "errors": [...]}`` (permanent); 429 when the integration's rate is exceeded
 (retryable, its Retry-After honoured); 5xx (retryable): the shared HTTP classification of
-``HttpChannel`` (webhook.py), whose transport reads an answer to 64 KiB at most.
+``HttpChannel`` (http.py), whose transport reads an answer to 64 KiB at most.
 Limit: 120 events a minute per routing key (``default_rate_per_s``).
 """
 
@@ -27,13 +27,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand, LifecycleAction, LifecycleEvent, delivery_id_for
 from . import text as safe
 from .base import DeliveryResult, payload_dict
-from .webhook import HttpChannel
+from .http import Answer, HttpChannel
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ class PagerDutyChannel(HttpChannel):
     default_rate_per_s = 2.0  # PagerDuty: 120 events a minute per routing key
 
     def __init__(self, destination: str, routing_key: str, api_base: str = EVENTS_API, timeout_s: float = 10.0,
-                 client: httpx.AsyncClient | None = None) -> None:
-        super().__init__(destination, timeout_s, client)
+                 session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(destination, timeout_s, session)
         self._routing_key = routing_key
         self.api_base = api_base.rstrip("/")
         self.url = f"{self.api_base}/v2/enqueue"
@@ -123,11 +123,11 @@ class PagerDutyChannel(HttpChannel):
     def body(self, command: DeliveryCommand) -> bytes:
         return dumps(render(command, self._routing_key))
 
-    def failure_text(self, resp: httpx.Response, body: Any) -> str:
+    def failure_text(self, resp: Answer, body: Any) -> str:
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             errors = body.get("errors")
             extra = "; ".join(str(e)[:200] for e in errors[:5]) if isinstance(errors, list) else ""
-            return f"HTTP {resp.status_code}: {body['message'][:200]}" + (f" ({extra})" if extra else "")
+            return f"HTTP {resp.status}: {body['message'][:200]}" + (f" ({extra})" if extra else "")
         return super().failure_text(resp, body)
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:

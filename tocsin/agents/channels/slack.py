@@ -19,13 +19,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text as safe
-from .base import DeliveryResult, payload_dict
-from .webhook import HttpChannel, url_secrets
+from .base import DeliveryResult, payload_dict, url_secrets
+from .http import HttpChannel
 
 SECTION_MAX = 3000  # Slack's limit on a section's text
 FIELD_MAX = 2000  # on one field's text
@@ -94,8 +94,8 @@ class SlackChannel(HttpChannel):
     default_rate_per_s = 1.0  # Slack: about one message per second per incoming webhook
 
     def __init__(self, destination: str, webhook_url: str, timeout_s: float = 10.0,
-                 client: httpx.AsyncClient | None = None) -> None:
-        super().__init__(destination, timeout_s, client)
+                 session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(destination, timeout_s, session)
         self._url = webhook_url
 
     def secrets(self) -> list[str]:

@@ -3,8 +3,7 @@ JSON ``chat_id`` and ``text``). The API base is configurable (``TOCSIN_TELEGRAM_
 so tests and self-hosted Bot API servers can stand in for api.telegram.org.
 
 The bot token sits in the URL path: it is kept in this class only and never appears in a
-result's error, a log line or a repr (``HttpChannel`` redacts, webhook.py filters httpx's
-request log).
+result's error, a log line or a repr (``HttpChannel`` redacts what it reports and logs).
 
 Telegram answers ``{"ok": false, "error_code": ..., "description": ...}`` with 400 (bad
 chat, too long), 401 (bad token), 403 (bot blocked) — permanent — and 429 with
@@ -23,13 +22,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text as safe
 from .base import DeliveryResult, payload_dict
-from .webhook import HttpChannel
+from .http import Answer, HttpChannel
 
 TEXT_MAX = 4096  # Telegram's limit on a message's text
 SEVERITY_MARK = {1: "\U0001F534", 2: "\U0001F7E0", 3: "\u26AA"}
@@ -66,8 +65,8 @@ class TelegramChannel(HttpChannel):
 
     def __init__(self, destination: str, bot_token: str, chat_id: str,
                  api_base: str = "https://api.telegram.org", timeout_s: float = 10.0,
-                 client: httpx.AsyncClient | None = None) -> None:
-        super().__init__(destination, timeout_s, client)
+                 session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(destination, timeout_s, session)
         self._token = bot_token
         self.chat_id = chat_id
         self.api_base = api_base.rstrip("/")
@@ -86,7 +85,7 @@ class TelegramChannel(HttpChannel):
             "link_preview_options": {"is_disabled": True},
         })
 
-    def retry_after(self, resp: httpx.Response, body: Any) -> float | None:
+    def retry_after(self, resp: Answer, body: Any) -> float | None:
         header = super().retry_after(resp, body)
         if header is not None:
             return header
@@ -96,18 +95,18 @@ class TelegramChannel(HttpChannel):
             return float(value)
         return None
 
-    def failure_text(self, resp: httpx.Response, body: Any) -> str:
+    def failure_text(self, resp: Answer, body: Any) -> str:
         if isinstance(body, dict) and isinstance(body.get("description"), str):
-            text = f"HTTP {resp.status_code}: {body['description'][:200]}"
+            text = f"HTTP {resp.status}: {body['description'][:200]}"
             params = body.get("parameters")
             if isinstance(params, dict) and "migrate_to_chat_id" in params:
                 text += f" (chat migrated to {params['migrate_to_chat_id']})"
             return text
         return super().failure_text(resp, body)
 
-    def rejected_2xx(self, resp: httpx.Response, body: Any) -> str | None:
+    def rejected_2xx(self, resp: Answer, body: Any) -> str | None:
         if isinstance(body, dict) and body.get("ok") is False:
-            return f"HTTP {resp.status_code}: {str(body.get('description', 'ok: false'))[:200]}"
+            return f"HTTP {resp.status}: {str(body.get('description', 'ok: false'))[:200]}"
         return None
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
