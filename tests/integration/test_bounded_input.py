@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tocsin.agents.batches import BatchSender
-from tocsin.agents.deliver import DeliveryReader
+from tocsin.agents.delivery.reader import DeliveryReader
 from tocsin.agents.runtime import Runtime
 from tocsin.agents.throttle import HotReader
 from tocsin.core.settings import Settings

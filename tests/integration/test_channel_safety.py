@@ -23,7 +23,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tocsin.agents import deliver
 from tocsin.agents.channels import build_channels
 from tocsin.agents.channels.console import ConsoleChannel
 from tocsin.agents.channels.email import EmailChannel
@@ -32,6 +31,8 @@ from tocsin.agents.channels.http import MAX_RESPONSE_BYTES, HttpChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import WebhookChannel
+from tocsin.agents.delivery.handle import handle
+from tocsin.agents.delivery.limits import Limits
 from tocsin.core.settings import Settings
 from tocsin.core.tables import DeliveryStates
 from tocsin.decisions.limits import BreakerState
@@ -109,7 +110,7 @@ class Event:
 
 
 class Agent:
-    """The real ``deliver.handle`` with the real ``Limits`` (token buckets, circuit breakers)
+    """The real ``delivery.handle`` with the real ``Limits`` (token buckets, circuit breakers)
     and real channels; the topics and the delivery table are in memory."""
 
     def __init__(self, channels: dict[str, Any]) -> None:
@@ -128,13 +129,13 @@ class Agent:
         self.rt.topics = type("Topics", (), {"retry": self.retry, "dlq": self.dlq, "alerts": self.alerts,
                                              "deliveries": {}})()
         self.rt.delivery_outbox = self.outbox
-        self.limits = deliver.Limits(self.rt)
+        self.limits = Limits(self.rt)
         self._events: list[Event] = []
 
     async def handle(self, cmd: DeliveryCommand) -> dict[str, Any]:
         event = Event()
         self._events.append(event)  # alive while Faust's context var points at it
-        await deliver.handle(self.rt, self.limits, cmd, event)
+        await handle(self.rt, self.limits, cmd, event)
         return self.outbox.attempts[-1]
 
     def breaker(self, destination: str) -> Any:

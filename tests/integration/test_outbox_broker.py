@@ -23,7 +23,8 @@ from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from tocsin.agents import outbox as outbox_module
-from tocsin.agents.deliver import Command, DeliveryOutbox
+from tocsin.agents.delivery.outbox import DeliveryOutbox
+from tocsin.agents.delivery.reader import Command
 from tocsin.agents.outbox import Outbox
 from tocsin.agents.reader import Track
 from tocsin.core.topics import ensure_topics

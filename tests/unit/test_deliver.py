@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tocsin.agents.deliver import Dispatcher, priority
+from tocsin.agents.delivery.dispatch import Dispatcher, priority
 
 from .producers import FakeProducer
 
@@ -79,7 +79,7 @@ class FakeEvent:
 def outbox(producer: FakeProducer, store: Any = None) -> Any:
     from faust.stores.memory import Store as MemoryStore
 
-    from tocsin.agents.deliver import DeliveryOutbox
+    from tocsin.agents.delivery.outbox import DeliveryOutbox
     from tocsin.agents.outbox import Outbox
 
     class Memory(MemoryStore):
@@ -215,7 +215,7 @@ def command_bytes(delivery_id: str) -> bytes:
 
 
 async def test_two_copies_of_one_command_are_handled_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tocsin.agents import deliver
+    from tocsin.agents.delivery import dispatch
 
     log: list[tuple[str, str]] = []
 
@@ -224,7 +224,7 @@ async def test_two_copies_of_one_command_are_handled_one_after_the_other(monkeyp
         await asyncio.sleep(0.02)
         log.append(("end", event.name))
 
-    monkeypatch.setattr(deliver, "handle", handle)
+    monkeypatch.setattr(dispatch, "handle", handle)
     d = dispatcher()
     first, copy, other = (SimpleNamespace(value=command_bytes(i), name=n)
                           for i, n in (("d1", "first"), ("d1", "copy"), ("d2", "other")))

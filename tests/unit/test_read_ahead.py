@@ -1,4 +1,4 @@
-"""The delivery read-ahead's room by bytes (``deliver.Room``): the queued commands' bytes never
+"""The delivery read-ahead's room by bytes (``delivery.dispatch.Room``): the queued commands' bytes never
 pass TOCSIN_DELIVERY_READ_AHEAD_BYTES, except one command larger than it read alone, and an
 empty queue always has room (a large command never stops the reader)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tocsin.agents.deliver import READ_BATCH, Room
+from tocsin.agents.delivery.dispatch import READ_BATCH, Room
 
 
 @given(st.integers(1024, 1 << 20),

@@ -44,7 +44,7 @@ def test_command_record_is_a_delivery_command(attempts: int, backoff: list[float
 def test_attempt_record_is_a_delivery_attempt(status: AttemptStatus, code: int | None, error: str | None,
                                               ms: int, reason: str) -> None:
     from tocsin.agents.channels.base import DeliveryResult
-    from tocsin.agents.deliver import attempt_record
+    from tocsin.agents.delivery.records import attempt_record
     from tocsin.decisions.retry import Reason
 
     alert = create_alert("db_write_fail", 2, "y", fingerprint="db:1", event_timestamp=NOW)

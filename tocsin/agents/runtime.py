@@ -23,7 +23,7 @@ from .outbox import Outbox
 
 if TYPE_CHECKING:
     from ..infra.clickhouse.store import Store
-    from .deliver import DeliveryOutbox
+    from .delivery.outbox import DeliveryOutbox
     from .reader import PartitionReader
 
 
@@ -42,7 +42,7 @@ class Runtime:
     #: retry agent releases the commands waiting for it (agents/retry.py)
     on_breaker_closed: list[Callable[[str], None]] = field(default_factory=list)
     #: each delivery command's attempt, table write and follow-ups, acknowledged by the broker
-    #: before the command is (agents/deliver.py; made by its register, before any agent runs)
+    #: before the command is (agents/delivery/; made by its register, before any agent runs)
     delivery_outbox: DeliveryOutbox = field(init=False, repr=False)
     #: the readers of the alert and delivery topics (agents/reader.py), for their lag
     readers: list[PartitionReader] = field(default_factory=list)

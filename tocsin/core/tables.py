@@ -441,7 +441,7 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
         app, name="deliveries", default=None, beacon=app.tables.beacon, partitions=partitions, key_type=str,
         help="delivery state per delivery_id: a command delivered once is never sent again",
     )
-    # until deliver.register sets the retention from the settings: the default's
+    # until delivery.register sets the retention from the settings: the default's
     deliveries.states = DeliveryStates(expires_s + 2 * 86400)
     app.tables.add(deliveries)
     # global: every worker's web view lists every alert, whichever worker folds it (as

@@ -1,4 +1,4 @@
-"""Pure decisions: throttle, routing, retry scheduling and failure classes.
+"""Pure decisions: throttle, routing, delivery, retry scheduling and failure classes.
 
-No Faust, httpx, SMTP or ClickHouse here; the clock and randomness are parameters.
+No Faust, HTTP, SMTP or ClickHouse here; the clock and randomness are parameters.
 """

@@ -2,7 +2,7 @@
 (seconds, any origin) is a parameter of every call; nothing here sleeps.
 
 ``RateLimiter.admit(key, now, urgent)`` answers "send now?" with 0.0, or with the seconds
-until the slot it has *reserved* for this command: the deliver agent defers the command
+until the slot it has *reserved* for this command: the delivery agent defers the command
 through the retry topic to that slot, and when it comes back it holds the slot and is sent
 without asking again. So a burst of N to a destination of ``rate_per_s`` is N sends and at
 most N deferrals, drained at the rate (not N²/2 deferrals of commands asking again each
@@ -30,7 +30,7 @@ against it; a message that was never sent (it could not be built, or the circuit
 says nothing about the destination: it counts no failure, and a probe it took is given back.
 
 ``Gate`` is one destination's breaker and rate limiter as the delivery decision
-(``retry.decide``) asks them: is the circuit open, and until when? may this command go now,
+(``delivery.decide``) asks them: is the circuit open, and until when? may this command go now,
 or which slot is its?
 """
 
@@ -333,7 +333,7 @@ class RateLimiter:
 
 
 class Gate:
-    """One destination's circuit breaker and (optional) rate limiter, as ``retry.decide``
+    """One destination's circuit breaker and (optional) rate limiter, as ``delivery.decide``
     asks them before a contact."""
 
     __slots__ = ("breaker", "limiter")

@@ -86,11 +86,11 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     channels = build_channels(settings, policy)
     rt = Runtime(settings, app, topics, tables, policy, channels, Outbox.for_app(app))
 
-    from ..agents import deliver, lifecycle, retry, throttle
+    from ..agents import delivery, lifecycle, retry, throttle
     from ..agents import record as record_agent
 
     throttle.register(rt)
-    deliver.register(rt)
+    delivery.register(rt)
     retry.register(rt)
     lifecycle.register(rt)
     if record if record is not None else settings.record_enabled:

@@ -1,9 +1,11 @@
-"""The delivery decision (decisions.retry.decide) with the real breaker and rate limiter
-(decisions.limits.Gate): tables of cases, properties, and whole outages simulated on a clock
-passed in (issue #15: retries that outlast outages, rate limits that schedule)."""
+"""The delivery decision (decisions.delivery.decide) with the real breaker and rate limiter
+(decisions.limits.Gate): tables of cases (the command's state and destination, before a
+contact, after one), properties, and whole outages simulated on a clock passed in (issue #15:
+retries that outlast outages, rate limits that schedule)."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import heapq
 import random
@@ -14,21 +16,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tocsin.decisions.delivery import (
+    CONFIG,
+    DEAD,
+    DUPLICATE,
+    EXHAUSTED,
+    EXPIRED,
+    PERMANENT,
+    SENT,
+    Action,
+    Contact,
+    Pending,
+    decide,
+)
 from tocsin.decisions.limits import BreakerState, CircuitBreaker, Gate, RateLimiter
 from tocsin.decisions.retry import (
     DEFAULT_MAX_AGE_S,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_SCHEDULE_S,
-    EXHAUSTED,
-    EXPIRED,
     JITTER,
     MAX_RETRY_AFTER_S,
-    PERMANENT,
-    Action,
-    Contact,
-    Pending,
     Reason,
-    decide,
 )
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -40,8 +48,10 @@ def at(seconds: float) -> dt.datetime:
 
 def pending(attempt: int = 1, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, created: float = 0.0,
             max_age_s: float | None = DEFAULT_MAX_AGE_S, urgent: bool = False, chain: bool = False,
-            key: str = "d1") -> Pending:
-    return Pending(key, attempt, max_attempts, DEFAULT_SCHEDULE_S, at(created), max_age_s, urgent, chain)
+            key: str = "d1", state: str | None = None, redriven: bool = False,
+            configured: bool = True, schedule: tuple[float, ...] = DEFAULT_SCHEDULE_S) -> Pending:
+    return Pending(key, attempt, max_attempts, schedule, at(created), max_age_s, urgent, chain,
+                   state, redriven, "webhook:ops", configured)
 
 
 def opened_gate(opened_at: float = 0.0, reset: float = 30.0, limiter: RateLimiter | None = None) -> Gate:
@@ -66,6 +76,74 @@ class Mid(random.Random):
 def s_after(when: dt.datetime | None, base: float = 0.0) -> float:
     assert when is not None
     return (when - at(base)).total_seconds()
+
+
+class Untouchable:
+    """A gate that must not be asked: a skipped or unconfigured command takes no probe, no slot."""
+
+    circuit_spread_s = rate_spread_s = 0.0
+
+    def circuit_wait(self, now: float) -> float | None:
+        raise AssertionError("the breaker was asked")
+
+    def admit(self, key: str, urgent: bool, now: float) -> float:
+        raise AssertionError("the rate limiter was asked")
+
+
+# ---------------------------------------------------------------- the command's state and destination
+
+
+@pytest.mark.parametrize(
+    ("name", "cmd", "now", "gate", "action", "reason", "detail", "failover"),
+    [
+        ("never handled: sent", pending(), 0.0, None, Action.SEND, "", "", False),
+        ("already sent: a duplicate", pending(state=SENT), 0.0, None, Action.SKIP, DUPLICATE, "already sent",
+         False),
+        ("already sent, redriven: still a duplicate", pending(state=SENT, redriven=True), 0.0, None,
+         Action.SKIP, DUPLICATE, "already sent", False),
+        ("already sent, a SEV1 with a chain at an open circuit: skipped, no failover",
+         pending(state=SENT, urgent=True, chain=True), 10.0, opened_gate(), Action.SKIP, DUPLICATE,
+         "already sent", False),
+        ("dead: a duplicate", pending(state=DEAD), 0.0, None, Action.SKIP, DUPLICATE, "already dead", False),
+        ("dead, redriven: sent again", pending(state=DEAD, redriven=True), 0.0, None, Action.SEND, "", "",
+         False),
+        ("dead, redriven long after its deadline: sent (no deadline)", pending(state=DEAD, redriven=True),
+         10 * DEFAULT_MAX_AGE_S, None, Action.SEND, "", "", False),
+        ("dead, redriven, open circuit: waits for the probe", pending(state=DEAD, redriven=True), 10.0,
+         opened_gate(), Action.DEFER, "circuit_open", "", False),
+        ("a state it does not know is no duplicate", pending(state="later"), 0.0, None, Action.SEND, "", "",
+         False),
+        ("destination not configured", pending(configured=False), 0.0, None, Action.DEAD, CONFIG,
+         "destination webhook:ops is not configured on this worker", False),
+        ("not configured, with a chain: fails over", pending(configured=False, chain=True), 0.0, None,
+         Action.DEAD, CONFIG, "destination webhook:ops is not configured on this worker", True),
+        ("not configured and already sent: the duplicate first", pending(state=SENT, configured=False), 0.0,
+         None, Action.SKIP, DUPLICATE, "already sent", False),
+        ("not configured and past its deadline: the configuration first", pending(configured=False),
+         DEFAULT_MAX_AGE_S + 1, None, Action.DEAD, CONFIG,
+         "destination webhook:ops is not configured on this worker", False),
+        ("not configured, redriven from dead", pending(state=DEAD, redriven=True, configured=False), 0.0, None,
+         Action.DEAD, CONFIG, "destination webhook:ops is not configured on this worker", False),
+    ],
+)
+def test_the_command_s_state_and_destination(name: str, cmd: Pending, now: float, gate: Gate | None,
+                                             action: Action, reason: str, detail: str, failover: bool) -> None:
+    d = decide(cmd, at(now), gate, rng=Mid())
+    assert (d.action, d.reason, d.detail, d.failover) == (action, reason, detail, failover), name
+    assert (d.at is None) == (action is not Action.DEFER), name
+
+
+@pytest.mark.parametrize("cmd", [pending(state=SENT), pending(state=DEAD), pending(configured=False),
+                                 pending(state=SENT, redriven=True), pending(configured=False, redriven=True)],
+                         ids=["sent", "dead", "not configured", "sent, redriven", "not configured, redriven"])
+def test_a_skipped_or_unconfigured_command_asks_no_gate(cmd: Pending) -> None:
+    assert decide(cmd, T0, Untouchable()).action in (Action.SKIP, Action.DEAD)
+
+
+def test_a_redriven_command_has_no_deadline_after_a_contact_either() -> None:
+    d = decide(pending(6, state=DEAD, redriven=True), at(10 * DEFAULT_MAX_AGE_S), contact=contact("503"),
+               rng=Mid())
+    assert (d.action, d.reason) == (Action.RETRY, "server_error")
 
 
 # ---------------------------------------------------------------- before a contact
@@ -148,6 +226,10 @@ def contact(status: str, retry_after: float | None = None, breaker_open: bool = 
         ("fast tier: 8 s", pending(4), 0.0, contact("timeout"), Action.RETRY, "timeout", 8.0, False),
         ("slow tier: 5 min", pending(5), 0.0, contact("503"), Action.RETRY, "server_error", 300.0, False),
         ("slow tier: 24 h", pending(9), 0.0, contact("503"), Action.RETRY, "server_error", 86400.0, False),
+        ("past the end of its schedule: the last step", pending(9, max_attempts=20, schedule=(1.0, 2.0)), 0.0,
+         contact("503"), Action.RETRY, "server_error", 2.0, False),
+        ("no schedule: the default one", pending(3, schedule=()), 0.0, contact("503"), Action.RETRY,
+         "server_error", 4.0, False),
         ("schedule spent", pending(10, chain=True), 0.0, contact("503"), Action.DEAD, EXHAUSTED, None, True),
         ("past the deadline", pending(6), DEFAULT_MAX_AGE_S, contact("503"), Action.DEAD, EXPIRED, None, False),
         ("a retry never past the deadline", pending(9, created=-DEFAULT_MAX_AGE_S + 100), 0.0, contact("503"),
@@ -184,6 +266,7 @@ def test_dead_reasons_say_why() -> None:
 
 # ---------------------------------------------------------------- properties
 
+#: fresh commands (never handled) to a configured destination
 commands = st.builds(
     Pending,
     key=st.sampled_from(["a", "b", "c"]),
@@ -194,6 +277,26 @@ commands = st.builds(
     max_age_s=st.one_of(st.none(), st.floats(1, 10 * 86400, allow_nan=False)),
     urgent=st.booleans(),
     can_fail_over=st.booleans(),
+    state=st.none(),
+    redriven=st.just(False),
+    destination=st.just("webhook:ops"),
+    configured=st.just(True),
+)
+#: commands in any state, for any destination
+any_commands = st.builds(
+    Pending,
+    key=st.sampled_from(["a", "b", "c"]),
+    attempt=st.integers(1, 15),
+    max_attempts=st.integers(1, 12),
+    schedule=st.lists(st.floats(0, 86400, allow_nan=False), max_size=10).map(tuple),
+    created_at=st.just(T0),
+    max_age_s=st.one_of(st.none(), st.floats(1, 10 * 86400, allow_nan=False)),
+    urgent=st.booleans(),
+    can_fail_over=st.booleans(),
+    state=st.sampled_from([None, SENT, DEAD]),
+    redriven=st.booleans(),
+    destination=st.just("webhook:ops"),
+    configured=st.booleans(),
 )
 contacts = st.builds(Contact, ok=st.booleans(), retryable=st.booleans(),
                      reason=st.sampled_from(list(Reason)),
@@ -225,7 +328,7 @@ def test_an_open_breaker_never_spends_an_attempt(cmd: Pending, age: float, thres
         assert d.failover == (cmd.urgent and cmd.can_fail_over)
 
 
-@given(commands, ages, st.one_of(st.none(), contacts), st.integers(0, 2**32))
+@given(any_commands, ages, st.one_of(st.none(), contacts), st.integers(0, 2**32))
 def test_never_dead_before_max_age_unless_permanent_or_exhausted(cmd: Pending, age: float, result: Contact | None,
                                                                   seed: int) -> None:
     now = at(age)
@@ -236,17 +339,77 @@ def test_never_dead_before_max_age_unless_permanent_or_exhausted(cmd: Pending, a
             assert result is not None and not result.ok and not result.retryable
         elif d.reason == EXHAUSTED:
             assert result is not None and cmd.attempt >= cmd.max_attempts
+        elif d.reason == CONFIG:
+            assert result is None and not cmd.configured
         else:
             assert d.reason == EXPIRED and deadline is not None and now >= deadline
+        assert d.failover == cmd.can_fail_over  # a dead command goes down its chain, if it has one left
     if d.action in (Action.RETRY, Action.DEFER):
         assert d.at is not None and d.at >= now
         assert deadline is None or d.at <= deadline  # nothing is scheduled past the deadline
     if result is not None and result.ok:
         assert d.action is Action.DONE
     if result is None:
-        assert d.action in (Action.SEND, Action.DEAD)  # no gate: nothing defers
+        assert d.action in (Action.SKIP, Action.SEND, Action.DEAD)  # no gate: nothing defers
+        assert (d.action is Action.SKIP) == (cmd.state == SENT or (cmd.state == DEAD and not cmd.redriven))
     # the same randomness decides the same
     assert d == decide(cmd, now, contact=result, rng=random.Random(seed))
+
+
+def breaker(opened: bool, since: float, now: float, threshold: int = 1) -> CircuitBreaker:
+    br = CircuitBreaker(threshold, 30.0, 300.0)
+    if opened:
+        for _ in range(threshold):
+            br.record(False, at(now - since).timestamp())
+    return br
+
+
+def slots(obj: object) -> dict[str, object]:
+    """Everything a breaker or a rate limiter holds, copied."""
+    return {k: copy.deepcopy(getattr(obj, k, None)) for k in type(obj).__slots__}  # type: ignore[attr-defined]
+
+
+@given(any_commands, ages, st.booleans(), st.floats(0, 100, allow_nan=False), st.booleans(),
+       st.one_of(st.none(), contacts))
+def test_a_sent_command_is_never_sent_again(cmd: Pending, age: float, opened: bool, since: float, limited: bool,
+                                            result: Contact | None) -> None:
+    """Whatever else holds (redriven, configured or not, SEV1 with a chain, any gate): a command
+    whose delivery is in state sent is a duplicate; it asks no gate (takes no probe nor slot)
+    and fails over nowhere."""
+    sent = Pending(cmd.key, cmd.attempt, cmd.max_attempts, cmd.schedule, cmd.created_at, cmd.max_age_s,
+                   cmd.urgent, cmd.can_fail_over, SENT, cmd.redriven, cmd.destination, cmd.configured)
+    br = breaker(opened, since, age)
+    lim = spent_limiter(age) if limited else RateLimiter(1.0, 1)
+    before = slots(br), slots(lim)
+    d = decide(sent, at(age), Gate(br, lim))
+    assert (d.action, d.reason, d.failover, d.at) == (Action.SKIP, DUPLICATE, False, None)
+    assert (slots(br), slots(lim)) == before
+
+
+@given(any_commands, ages, st.floats(0, 29.9, allow_nan=False), st.integers(1, 6), st.booleans())
+def test_a_sev1_meeting_an_open_breaker_fails_over(cmd: Pending, age: float, since: float, threshold: int,
+                                                   limited: bool) -> None:
+    """A SEV1 with a failover chain left, not a duplicate, to a configured destination whose
+    breaker is open (its probe not due): sent down its chain now, whether it waits for the probe
+    or is past its deadline; a lower severity, or one with no chain left, is not."""
+    if cmd.state == SENT or (cmd.state == DEAD and not cmd.redriven) or not cmd.configured:
+        return  # skipped, or dead for its configuration: the table above
+    gate = Gate(breaker(True, since, age, threshold), spent_limiter(age) if limited else None)
+    d = decide(cmd, at(age), gate)
+    assert d.action in (Action.DEFER, Action.DEAD) and d.reason in ("circuit_open", EXPIRED)
+    assert d.failover == (cmd.can_fail_over and (cmd.urgent or d.action is Action.DEAD))
+
+
+@given(any_commands, ages, st.booleans(), st.floats(0, 100, allow_nan=False), st.booleans(),
+       st.one_of(st.none(), contacts), st.integers(0, 2**32))
+def test_the_same_inputs_decide_the_same(cmd: Pending, age: float, opened: bool, since: float, limited: bool,
+                                         result: Contact | None, seed: int) -> None:
+    """A replay decides as the first run did: the same command, state, gate and clock (and the
+    same draws of the jitter) give the same decision."""
+    def once() -> object:
+        gate = Gate(breaker(opened, since, age), spent_limiter(age) if limited else RateLimiter(1.0, 1))
+        return decide(cmd, at(age), gate, result, rng=random.Random(seed))
+    assert once() == once()
 
 
 @given(commands, st.integers(0, 2**32))
