@@ -546,18 +546,3 @@ def test_gate_peeks_at_the_breaker_and_takes_the_probe_only_with_the_slot() -> N
     assert gate2.admit("p", False, 11.0) == 0.0 and br2.state is BreakerState.HALF_OPEN
     assert Gate(CircuitBreaker()).admit("x", True, 0.0) == 0.0  # no limiter: the breaker only
 
-
-def test_reserved_commands_back_late_and_together_are_not_sent_at_once() -> None:
-    """The retry topic fell behind: ten commands reserved for slots 1..10 s all come back at
-    10.5 s. The sends stay within the bucket (one interval of slack): two now, then one a
-    second, each waiting the little it takes, none losing its turn to a newcomer."""
-    lim = RateLimiter(1.0, 1)
-    assert lim.admit("first", 0.0) == 0.0
-    slots = [lim.admit(f"c{i}", 0.0) for i in range(10)]
-    assert slots == pytest.approx([float(i) for i in range(1, 11)])
-    sends, deferrals, per_key = burst(lim, [(10.5, f"c{i}", False) for i in range(10)], jitter=False)
-    times = [t for t, _, _ in sends]
-    assert sorted(k for _, k, _ in sends) == sorted(f"c{i}" for i in range(10))
-    assert times[:2] == pytest.approx([10.5, 10.5]) and times[2:] == pytest.approx([11.5 + i for i in range(8)])
-    assert deferrals == 8 and set(per_key.values()) == {1}
-    assert lim.admit("new", 11.0) >= 8.0  # a newcomer waits behind them

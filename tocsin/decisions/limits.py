@@ -222,16 +222,12 @@ class RateLimiter:
     its key (the delivery_id): when it comes back it is sent without asking again, unless an
     urgent command took its turn (``displaced``): then it is deferred once more, to the end.
 
-    The sends themselves are held to the bucket too (``sent_tat``, with one interval of slack
-    for the jitter): reserved commands that come back late and together (the retry topic fell
-    behind) are not all sent at once to catch up, each waits the little it takes.
-
     Reservations of commands that never come back (another worker took their partition) are
     forgotten an hour after their slot.
     """
 
-    __slots__ = ("rate_per_s", "burst", "interval", "tau", "tat", "urgent_tat", "sent_tat", "held", "reserved",
-                 "pending_low", "displaced", "_pruned_at")
+    __slots__ = ("rate_per_s", "burst", "interval", "tau", "tat", "urgent_tat", "reserved", "pending_low",
+                 "displaced", "_pruned_at")
 
     #: a reservation not claimed this long after its slot is forgotten
     STALE_S = 3600.0
@@ -244,9 +240,6 @@ class RateLimiter:
         self.tau = (burst - 1) * self.interval
         self.tat: float | None = None
         self.urgent_tat: float | None = None
-        self.sent_tat: float | None = None
-        #: key -> the time it may be sent (a late return held back: its send is counted)
-        self.held: dict[str, float] = {}
         #: key -> (slot, urgent)
         self.reserved: dict[str, tuple[float, bool]] = {}
         self.pending_low = 0
@@ -260,20 +253,6 @@ class RateLimiter:
 
     def admit(self, key: str, now: float, urgent: bool = False) -> float:
         """0.0: send now (the slot is taken); else the seconds until the slot reserved for ``key``."""
-        if self.held.pop(key, None) is not None:  # its send was counted when it was held
-            return 0.0
-        wait = self._admit(key, now, urgent)
-        if wait > 0.0:
-            return wait
-        sent = self.sent_tat if self.sent_tat is not None and self.sent_tat > now else now
-        self.sent_tat = sent + self.interval
-        late = sent - self.tau - self.interval - now
-        if late > _SLACK_S:  # sends would outrun the bucket: this one keeps its turn, a little later
-            self.held[key] = now + late
-            return late
-        return 0.0
-
-    def _admit(self, key: str, now: float, urgent: bool) -> float:
         held = self.reserved.pop(key, None)
         if held is not None:
             slot, was_urgent = held
@@ -290,7 +269,6 @@ class RateLimiter:
 
     def forget(self, key: str) -> None:
         """``key`` will not use its slot (it was deferred for another reason)."""
-        self.held.pop(key, None)
         held = self.reserved.pop(key, None)
         if held is not None and not held[1]:
             self.pending_low -= 1
@@ -323,7 +301,6 @@ class RateLimiter:
     def _prune(self, now: float) -> None:
         self._pruned_at = now
         stale = [k for k, (slot, _) in self.reserved.items() if slot < now - self.STALE_S]
-        stale += [k for k, at in self.held.items() if at < now - self.STALE_S]
         for k in stale:
             self.forget(k)
 

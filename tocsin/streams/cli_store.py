@@ -6,9 +6,11 @@ import asyncio
 import csv
 import json
 import sys
-from typing import Any
+import urllib.error
+import urllib.request
+from typing import Any, NamedTuple
 
-import httpx
+import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,25 +30,36 @@ def _held_by_worker(s: Settings) -> bool:
     return target.kind == "chdb" and bool(target.path) and path_locked_elsewhere(target.path or "")
 
 
-def _worker_request(s: Settings, method: str, path: str, body: Any = None) -> httpx.Response:
+class _Answer(NamedTuple):
+    status: int
+    text: str
+
+
+def _worker_request(s: Settings, method: str, path: str, body: Any = None) -> _Answer:
+    """Ask the local worker (the CLI's one request: the standard library's client is enough)."""
     url = f"http://{s.web_host}:{s.web_port}{path}"
-    headers = {}
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     token = s.api_token or s.read_token
     if token is not None:
         headers["Authorization"] = "Bearer " + token.get_secret_value()
+    data = orjson.dumps(body) if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        return httpx.request(method, url, json=body, headers=headers, timeout=120)
-    except httpx.HTTPError as exc:
+        with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310 (http on the worker's own address)
+            return _Answer(resp.status, resp.read().decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:  # an answer, not a failure to reach it
+        return _Answer(exc.code, exc.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError) as exc:
         raise TocsinError(
             f"the embedded store is held by another process, and no worker answers on "
             f"{s.web_host}:{s.web_port} ({type(exc).__name__}); start it, or stop what holds "
             f"{redact_url(s.clickhouse_dsn)}") from None
 
 
-def _remote_error(resp: httpx.Response) -> str:
+def _remote_error(resp: _Answer) -> str:
     try:
-        return str(resp.json().get("error", resp.text))
-    except ValueError:
+        return str(orjson.loads(resp.text).get("error", resp.text))
+    except (ValueError, AttributeError):
         return resp.text[:300]
 
 
@@ -66,9 +79,9 @@ def _run_sql(s: Settings, text: str | None, name: str | None,
     if _held_by_worker(s):
         body = {"name": name, "params": params or {}} if name else {"sql": text}
         resp = _worker_request(s, "POST", "/api/sql", body)
-        if resp.status_code != 200:
+        if resp.status != 200:
             raise TocsinError(_remote_error(resp))
-        data = resp.json()
+        data = orjson.loads(resp.text)
         return data["columns"], data["rows"]
     from ..infra.clickhouse.queries import run_query
     from ..infra.clickhouse.store import open_store
@@ -149,7 +162,7 @@ def stats() -> None:
 def _stats(s: Settings) -> str:
     if _held_by_worker(s):
         resp = _worker_request(s, "GET", "/api/sql/stats")
-        if resp.status_code != 200:
+        if resp.status != 200:
             raise TocsinError(_remote_error(resp))
         return resp.text
     from ..infra.clickhouse.ops import stats_text
