@@ -1,5 +1,5 @@
 """ClickHouse parsing the topic messages (002_json_ingest.sql) on the real embedded engine:
-the rows it writes are the rows the Python builders write, field for field, for odd values
+the rows it writes are the rows the Python row builder writes, field for field, for odd values
 too; a batch ClickHouse refuses falls back to the Python rows whole, exactly once; retried
 batches are dropped by the recording tables and the per-minute view alike."""
 
@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tocsin.agents.recorder import TABLES, Recorder, json_id
+from tocsin.agents.record_shapes import TABLES, json_id
+from tocsin.agents.recorder import Recorder
 from tocsin.errors import DataRefusedError
 from tocsin.infra.clickhouse.store import Store
 from tocsin.schemas.codec import dumps
@@ -118,7 +119,7 @@ def table_rows(store: Store, table: str) -> list[str]:
 
 
 def python_rows(store: Store, messages: list[tuple[str, bytes]]) -> dict[str, list[str]]:
-    """The rows of the Python builders (the path before ClickHouse parsed messages)."""
+    """The rows of the Python row builder (``record_rows``: messages ClickHouse does not parse)."""
     rec = Recorder(store)
     by_table: dict[str, list[dict[str, Any]]] = {}
     for kind, raw in messages:

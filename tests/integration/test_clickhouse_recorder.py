@@ -238,21 +238,21 @@ async def test_a_row_the_driver_cannot_write_is_rejected_alone(store: Store, mon
     """A row builder's bug (here: text in the UInt8 severity column of one row) costs that
     message, kept as a reject with the reason, not the batch: the refused batch is halved
     until the row is alone, never retried, and every other row is inserted."""
-    from tocsin.agents import recorder as recorder_module
+    from tocsin.agents import record_rows
 
     d = decision(type="x", severity=1, at=NOW, n=0, outcome=Outcome.NOTIFY)
     msgs = [("attempts", wire(attempt(d, "webhook:default", i + 1, AttemptStatus.SENT, NOW, 2.0)))
             for i in range(100)]
     poison = msgs[37][1]["attempt_id"]
-    build = recorder_module._FAST["attempts"]
+    build = record_rows.ROWS["attempts"]
 
-    def buggy(x: dict[str, Any]) -> dict[str, Any]:
-        row = build(x)
-        if x["attempt_id"] == poison:
+    def buggy(m: Any) -> dict[str, Any]:
+        row = build(m)
+        if m.attempt_id == poison:
             row["severity"] = "two"
         return row
 
-    monkeypatch.setitem(recorder_module._FAST, "attempts", buggy)
+    monkeypatch.setitem(record_rows.ROWS, "attempts", buggy)
 
     async def no_retry(_: float) -> None:
         raise AssertionError("a refused row must not be retried")

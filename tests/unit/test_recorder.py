@@ -13,7 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tocsin.agents.recorder import Recorder, RecordError, batch_token, kind_for_topic
+from tocsin.agents.record_rows import RecordError
+from tocsin.agents.record_shapes import kind_for_topic
+from tocsin.agents.recorder import Recorder, batch_token
 from tocsin.errors import StoreError
 from tocsin.schemas.messages import AttemptStatus, LifecycleAction, Outcome
 

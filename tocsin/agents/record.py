@@ -21,7 +21,8 @@ from ..decisions.backoff import Backoff, Failure, retry
 from ..errors import ConfigError, OutboxStopped, RecordRefused, StoreError, TocsinError
 from ..schemas.codec import dumps
 from ..schemas.validate import raw_text
-from .recorder import Pipeline, Recorder, Reject, kind_for_topic
+from .record_shapes import kind_for_topic
+from .recorder import Pipeline, Recorder, Reject
 from .runtime import Runtime
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..agents.recorder import KINDS, Recorder
+from ..agents.record_shapes import KINDS
+from ..agents.recorder import Recorder
 from ..errors import BrokerError
 from ..infra.clickhouse.ops import TABLES
 from ..infra.clickhouse.store import Store
