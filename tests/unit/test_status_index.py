@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types import TP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,9 +229,14 @@ def test_the_index_is_the_table_s_mapping() -> None:
         del index["k"]
 
 
-def changelog_event(key: str, value: Any, partition: int) -> Any:
+_offsets = itertools.count()
+
+
+def changelog_event(key: str, value: Any, partition: int, offset: int | None = None) -> Any:
     return SimpleNamespace(key=key, value=value,
-                           message=SimpleNamespace(value=None if value is None else b"{...}", partition=partition))
+                           message=SimpleNamespace(value=None if value is None else b"{...}", partition=partition,
+                                                   offset=next(_offsets) if offset is None else offset,
+                                                   tp=TP("P-status-changelog", partition)))
 
 
 def test_the_store_applies_changelog_records_with_their_partition_and_tombstones_as_deletes() -> None:
@@ -241,6 +248,30 @@ def test_the_store_applies_changelog_records_with_their_partition_and_tombstones
     index = store.data
     assert dict(index.items()) == {"b": b} and index.partition_of("b") == 3
     assert asyncio.run(index.list_alerts({"offset": 0, "limit": 5}))["items"] == [b]
+
+
+
+def test_a_rebalance_does_not_set_a_status_back_to_a_record_it_holds_or_has_folded_past() -> None:
+    """The writer's own records, once acknowledged, are held (``note_persisted``); a
+    rebalance's recovery starts there (Faust reads the last held record again) and what it
+    reads at or below it is not applied: a count folded past it by a batch whose records were
+    not acknowledged yet stays."""
+    store = StatusStore.__new__(StatusStore)
+    store.__post_init__()
+    tp = TP("P-status-changelog", 2)
+    old, newer = empty_status("x") | {"occurrences": 40}, empty_status("x") | {"occurrences": 60}
+    store.data.put("x", old, 2)
+    store.set_persisted_offset(tp, 7)  # its record acknowledged at offset 7
+    store.data.put("x", newer, 2)  # the next batch folded, its record still on its way
+    assert store.persisted_offset(tp) == 7
+    store.apply_changelog_batch([changelog_event("x", old, 2, offset=5), changelog_event("x", old, 2, offset=7)],
+                                to_key=lambda k: k, to_value=lambda v: v)
+    assert store.data["x"]["occurrences"] == 60
+    other = empty_status("x") | {"occurrences": 61}  # another worker's write after it: applied
+    store.apply_changelog_batch([changelog_event("x", other, 2, offset=8)], to_key=lambda k: k, to_value=lambda v: v)
+    assert store.data["x"]["occurrences"] == 61 and store.persisted_offset(tp) == 8
+    store.set_persisted_offset(tp, 3)  # never backwards
+    assert store.persisted_offset(tp) == 8 and store.persisted_offset(TP("P-status-changelog", 0)) is None
 
 
 NOW = T0 + dt.timedelta(days=3)

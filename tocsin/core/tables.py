@@ -132,7 +132,7 @@ def note_persisted(table: Any, acked: Iterable[Any]) -> None:
     """As Faust does once changelog records are acknowledged: a RocksDB store remembers how
     far the changelog is in it. ``acked``: the Outbox's ``Acked`` of a call (None: refused)."""
     data = table.data
-    if isinstance(data, MemoryStore):
+    if isinstance(data, MemoryStore) and not isinstance(data, StatusStore):
         return
     changelog = table.changelog_topic.get_topic_name()
     last: dict[int, int] = {}
@@ -193,23 +193,44 @@ class StatusStore(MemoryStore):
     """The status table's store: a ``StatusIndex`` (compact records and the list's columns)
     where Faust's memory store keeps a dict. Every change reaches it: the writer's ``put``
     (tables.changelog_record), the changelog records of other workers and the recovery's
-    (``apply_changelog_batch``: a null value deletes)."""
+    (``apply_changelog_batch``: a null value deletes).
+
+    It knows, per changelog partition, the last offset it holds (its own writes once the
+    broker acknowledged them, ``note_persisted``; and what it applied), as a RocksDB store
+    does: a rebalance recovers a partition from there, not from the beginning. Replaying its
+    own older records over what it folded since (a batch whose records were not acknowledged
+    yet when the rebalance read the end) would set a fingerprint's counts back."""
 
     data: StatusIndex  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.data = StatusIndex()
+        self._persisted: dict[TP, int] = {}
+
+    def persisted_offset(self, tp: TP) -> int | None:
+        return self._persisted.get(tp)
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        if offset > self._persisted.get(tp, -1):
+            self._persisted[tp] = offset
 
     def apply_changelog_batch(self, batch: Iterable[Any], to_key: Any, to_value: Any) -> None:
         index = self.data
+        last: dict[TP, int] = {}
+        held = self._persisted
         for event in batch:
             message = event.message
+            if message.offset <= held.get(message.tp, -1):  # held already, or newer (Faust's
+                continue  # recovery reads the last persisted record again)
             key = to_key(event.key)
             if message.value is None:
                 index.discard(key)
             else:
                 index.put(key, to_value(event.value), message.partition)
+            last[message.tp] = message.offset
+        for tp, offset in last.items():
+            self.set_persisted_offset(tp, offset)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """A global table keeps every partition (Faust's memory store drops the keys of the
