@@ -189,7 +189,18 @@ async def test_pagerduty_events_v2(stack: Stack, worker: WorkerProcess, webhook:
     status, _, body = await post(url, "not an object")
     assert status == 400 and orjson.loads(body)["errors"] == ["Event object must be a JSON object"]
 
-    # acknowledge: a lifecycle event; the status table folds it
+    # acknowledge: a lifecycle event; the status table folds it. The notification may reach
+    # the webhook before the status table has folded its decision: the acknowledge names the
+    # alert it finds there, so wait for it
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API}"}) as s:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            async with s.get(f"{worker.url}/api/alerts") as r:
+                items = (await r.json())["items"] if r.status == 200 else []
+            if any(i["fingerprint"] == "db2-lag" for i in items):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "db2-lag never reached the status table"
+            await asyncio.sleep(0.2)
     ack = {"routing_key": "R" * 32, "event_action": "acknowledge", "dedup_key": "db2-lag", "client": "Zabbix"}
     assert (await post(url, ack))[0] == 202
     lifecycle = await read_topic(stack.bootstrap, stack.topic("lifecycle"), until=lambda m: any(

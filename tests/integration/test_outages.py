@@ -232,8 +232,9 @@ async def test_a_burst_of_1000_to_a_1_per_s_destination(stack: Stack, webhook: H
     """1,000 commands at once to a destination that takes one a second: draining takes 1,000 s,
     so this watches 12 s of it and checks that every command has its own slot meanwhile. The
     burst (3) goes at once, then one a second; the 997 others are each deferred once, to their
-    own slots one second apart, the SEV1s' the first, and none is deferred again (the finding:
-    N²/2 deferrals, each command asking again every second)."""
+    own slots one second apart, the SEV1s' the first, and none is deferred again but the one each
+    SEV1 displaced, once more (the finding: N²/2 deferrals, each command asking again every
+    second)."""
     rate, burst_, n = 1, 3, 1000
     routing = routing_file(stack.tmp, f"""
 always = []
@@ -263,7 +264,8 @@ max_age_s = 7200
     assert len(set(sent_ids)) == len(sent_ids)  # none twice
     assert len(sent) <= burst_ + watched * rate + 1  # the burst, then the rate
     assert len(sent) >= burst_ + 8  # and it drains
-    assert len(deferred_ids) == len(set(deferred_ids)) == n - burst_  # each deferred once, never again
+    # each deferred once; a SEV1 takes the slot of one reserved command, deferred once more
+    assert len(set(deferred_ids)) == n - burst_ and len(deferred_ids) <= n - burst_ + len(urgent)
     # nothing lost: each command was sent or holds a slot of its own on the retry topic
     retried = await read_topic(stack.bootstrap, stack.topic("deliveries.retry"), timeout=5, settle=1.0)
     slots = {m["value"]["delivery_id"]: dt.datetime.fromisoformat(m["value"]["not_before"]).timestamp()
