@@ -43,7 +43,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tocsin.streams.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "tocsin.cli.main", "worker", "--loglevel", "info"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self

@@ -12,7 +12,7 @@ from tocsin.infra.broker import EmbeddedBroker
 from tocsin.infra.clickhouse.ops import TABLES, format_table, stats_text
 from tocsin.infra.clickhouse.queries import stats_24h
 from tocsin.infra.clickhouse.store import Store, open_store
-from tocsin.streams.rebuild import rebuild, topic_kinds
+from tocsin.tools.rebuild import rebuild, topic_kinds
 
 from ..support.samples import synthetic_messages
 from .test_clickhouse_queries import NOW, _record, dataset

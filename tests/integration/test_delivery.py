@@ -262,7 +262,7 @@ async def test_dlq_list_and_redrive(stack: Stack, webhook: HttpReceiver, smtp: S
     cli_env = {**stack.env, **env}
 
     def tocsin(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tocsin.streams.cli", *args], env=cli_env,
+        return subprocess.run([sys.executable, "-m", "tocsin.cli.main", *args], env=cli_env,
                               capture_output=True, text=True, timeout=60)
 
     listed = await asyncio.to_thread(tocsin, "dlq", "list", "--json")

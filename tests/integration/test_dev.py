@@ -34,7 +34,7 @@ async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
     env.update({"TOCSIN_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}", "TOCSIN_WEB_PORT": str(web),
                 "PYTHONUNBUFFERED": "1"})
     out = open(tmp_path / "dev.out", "wb")  # noqa: SIM115
-    dev = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "dev"], cwd=tmp_path, env=env,
+    dev = subprocess.Popen([sys.executable, "-m", "tocsin.cli.main", "dev"], cwd=tmp_path, env=env,
                            stdout=out, stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
         probe = WorkerProcess({**env}, tmp_path / "dev.out")
@@ -43,7 +43,7 @@ async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
         assert "file:default" in health["destinations"]
         sent = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "tocsin.streams.cli", "send", "--type", "order_rejected", "--severity", "1",
+            [sys.executable, "-m", "tocsin.cli.main", "send", "--type", "order_rejected", "--severity", "1",
              "--summary", "Order 42 rejected by venue", "--account-id", "ACC1"],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr

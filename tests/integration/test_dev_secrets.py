@@ -32,7 +32,7 @@ async def test_dev_never_prints_the_clickhouse_password(tmp_path: Path) -> None:
                 "TOCSIN_CLICKHOUSE_URL": url, "PYTHONUNBUFFERED": "1"})
     out_path = tmp_path / "dev.out"
     out = open(out_path, "wb")  # noqa: SIM115
-    dev = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "dev", "--loglevel", "debug"], cwd=tmp_path,
+    dev = subprocess.Popen([sys.executable, "-m", "tocsin.cli.main", "dev", "--loglevel", "debug"], cwd=tmp_path,
                            env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
         probe = WorkerProcess({**env}, out_path)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def tocsin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tocsin.streams.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "tocsin.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

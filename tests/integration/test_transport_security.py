@@ -34,8 +34,8 @@ from tocsin.errors import StoreError, TocsinError
 from tocsin.infra.broker import EmbeddedBroker, broker_binary, free_port
 from tocsin.infra.clickhouse.store import open_store
 from tocsin.infra.kafka import client_kwargs, started, topic_partitions
-from tocsin.streams.dlq import read_dlq
-from tocsin.streams.replay import replay
+from tocsin.tools.dlq import read_dlq
+from tocsin.tools.replay import replay
 
 from ..certs import KEY_PASSWORD, Certs, make_certs
 from .conftest import base_env
@@ -168,7 +168,7 @@ async def test_a_plaintext_client_cannot_talk_to_the_tls_listener(certs: Certs, 
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tocsin.streams.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tocsin.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -106,7 +106,7 @@ async def test_without_a_token_reads_are_open_and_sql_writes_views_refused(stack
 def test_a_worker_bound_beyond_loopback_refuses_to_start_without_a_token(stack: Stack) -> None:
     env = {**stack.worker().env, "TOCSIN_WEB_HOST": "0.0.0.0"}
     env.pop("TOCSIN_API_TOKEN", None)
-    r = subprocess.run([sys.executable, "-m", "tocsin.streams.cli", "worker"], env=env,
+    r = subprocess.run([sys.executable, "-m", "tocsin.cli.main", "worker"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "TOCSIN_API_TOKEN" in r.stderr and "0.0.0.0" in r.stderr

@@ -12,7 +12,7 @@ import yaml
 
 from tocsin.core.settings import Settings, load_settings
 from tocsin.errors import ConfigError
-from tocsin.streams.webauth import check_exposure, is_loopback
+from tocsin.web.auth import check_exposure, is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 #: compose's interpolation forms: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}, ${NAME?err}

@@ -44,7 +44,7 @@ from tocsin.schemas.alert import (
 from tocsin.schemas.codec import dumps, loads
 from tocsin.schemas.messages import InvalidAlert, SourcePosition
 from tocsin.schemas.validate import DEFAULT_LIMITS, ERROR_MAX, MAX_ERRORS, validate_raw
-from tocsin.streams.api import MAX_LIMIT, STATUSES, BadRequest, list_alerts, parse_filters
+from tocsin.web.api import MAX_LIMIT, STATUSES, BadRequest, list_alerts, parse_filters
 
 #: examples per fuzzer; each runs in a few seconds at this count
 EXAMPLES = int(os.environ.get("TOCSIN_FUZZ_EXAMPLES", "600"))

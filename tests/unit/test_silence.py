@@ -17,7 +17,7 @@ from tocsin.decisions.throttle import WindowState, decide
 from tocsin.schemas.alert import AlertEvent, create_alert
 from tocsin.schemas.messages import Outcome
 from tocsin.schemas.silence import Silence, SilenceMatcher
-from tocsin.streams.silences import BadSilence, gettable, postable, query
+from tocsin.web.silences import BadSilence, gettable, postable, query
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -19,7 +19,7 @@ from tocsin.core import status_index as si
 from tocsin.core.status_index import FIELDS, StatusIndex, decode, encode, order_key
 from tocsin.core.tables import StatusStore
 from tocsin.decisions.retention import status_expiry
-from tocsin.streams.api import MAX_LIMIT, STATUSES, list_alerts, stats_from_statuses
+from tocsin.web.api import MAX_LIMIT, STATUSES, list_alerts, stats_from_statuses
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 

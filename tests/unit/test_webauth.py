@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tocsin.core.settings import load_settings
 from tocsin.errors import ConfigError
-from tocsin.streams.webauth import Surface, Tokens, check_exposure, decide, is_loopback, surface_of
+from tocsin.web.auth import Surface, Tokens, check_exposure, decide, is_loopback, surface_of
 
 API, READ, INGEST = "api-secret", "read-secret", "ingest-secret"
 BOTH = Tokens(API, READ)

@@ -20,7 +20,7 @@ from ..infra.broker import free_port
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path, module: str = "tocsin.streams.cli", args: tuple[str, ...] = ("worker", "--loglevel", "warning")) -> None:
+    def __init__(self, env: dict[str, str], log: Path, module: str = "tocsin.cli.main", args: tuple[str, ...] = ("worker", "--loglevel", "warning")) -> None:
         self.env = env
         self.log = log
         self.cmd = [sys.executable, "-m", module, *args]

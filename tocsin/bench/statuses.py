@@ -30,7 +30,7 @@ import orjson
 
 from ..agents.lifecycle import empty_status
 from ..core.status_index import StatusIndex
-from ..streams.api import list_alerts, parse_filters
+from ..web.api import list_alerts, parse_filters
 
 Log = Callable[[str], None]
 

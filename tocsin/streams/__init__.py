@@ -1,1 +1,2 @@
-"""The Faust app, settings, topics, tables, CLI and web views."""
+"""The Faust app: ``app.build(settings)`` makes a worker's ``Runtime`` and registers its
+agents and web views."""

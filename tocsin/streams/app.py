@@ -22,7 +22,7 @@ from ..decisions.routing import load_policy
 from ..infra import faust_compat
 from ..infra.kafka import broker_credentials, client_kwargs
 from ..schemas import codec as _codec  # noqa: F401  (registers the "tocsin" codec)
-from . import webauth
+from ..web import auth as webauth
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     lifecycle.register(rt)
     if record if record is not None else settings.record_enabled:
         record_agent.register(rt)
-    from . import web
+    from ..web import views as web
 
     web.register(rt)
 

@@ -35,10 +35,9 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from ..core.settings import Settings
 from ..errors import ConfigError
+from .answers import json_answer
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +235,8 @@ def middleware(s: Settings) -> Any:
         verdict = decide(request.method, request.path, request.headers, tokens, allowed)
         if verdict.allowed:
             return await handler(request)
-        headers = {"Content-Type": "application/json"}
-        if verdict.status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="tocsin"'
+        headers = {"WWW-Authenticate": 'Bearer realm="tocsin"'} if verdict.status == 401 else None
         log.debug("refused %s %s: %s", request.method, request.path, verdict.error)
-        return web.Response(body=orjson.dumps({"error": verdict.error}), status=verdict.status,
-                            headers=headers)
+        return json_answer({"error": verdict.error}, verdict.status, headers)
 
     return guard

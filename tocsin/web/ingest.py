@@ -39,6 +39,7 @@ from ..decisions.ingest_limits import ClientLimits, client_key
 from ..errors import OutboxError
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
+from .answers import json_answer
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +48,34 @@ V2, V1, WEBHOOK, PD = "alertmanager_v2", "alertmanager_v1", "alertmanager_webhoo
 AM_VERSION = "0.25.0"
 
 
-def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> aioweb.Response:
-    return aioweb.Response(body=orjson.dumps(body), status=status,
-                           headers={"Content-Type": "application/json", **(headers or {})})
-
-
 # what each way in answers: (status, reason) → response
 def _answer_v2(status: int, reason: str = "", headers: dict[str, str] | None = None) -> aioweb.Response:
     if status == 200:
         return aioweb.Response(status=200)  # Alertmanager: 200, no body
-    return _json(reason, status, headers)  # its errors are a JSON string
+    return json_answer(reason, status, headers)  # its errors are a JSON string
 
 
 def _answer_v1(status: int, reason: str = "", headers: dict[str, str] | None = None) -> aioweb.Response:
     if status == 200:
-        return _json({"status": "success"}, 200)
+        return json_answer({"status": "success"}, 200)
     kind = {400: "bad_data", 429: "rate_limited"}.get(status, "unavailable")
-    return _json({"status": "error", "errorType": kind, "error": reason}, status, headers)
+    return json_answer({"status": "error", "errorType": kind, "error": reason}, status, headers)
 
 
 def _answer_webhook(status: int, reason: str = "", headers: dict[str, str] | None = None) -> aioweb.Response:
     if status == 200:
-        return _json({"status": "success"}, 200)
-    return _json({"error": reason}, status, headers)
+        return json_answer({"status": "success"}, 200)
+    return json_answer({"error": reason}, status, headers)
 
 
 def _answer_pd(status: int, reason: str | list[str] = "", headers: dict[str, str] | None = None) -> aioweb.Response:
     if status == 400:
         errors = reason if isinstance(reason, list) else [reason]
-        return _json({"status": "invalid event", "message": "Event object is invalid", "errors": errors}, 400)
+        return json_answer({"status": "invalid event", "message": "Event object is invalid", "errors": errors}, 400)
     if status == 429:
-        return _json({"status": "throttle exceeded", "message": "Requests for this service are arriving too quickly. "
+        return json_answer({"status": "throttle exceeded", "message": "Requests for this service are arriving too quickly. "
                       "Please retry later.", "errors": [reason]}, 429, headers)
-    return _json({"status": "unavailable", "message": reason, "errors": [reason]}, status, headers)
+    return json_answer({"status": "unavailable", "message": reason, "errors": [reason]}, status, headers)
 
 
 ANSWERS: dict[str, Callable[..., aioweb.Response]] = {V2: _answer_v2, V1: _answer_v1, WEBHOOK: _answer_webhook,
@@ -215,11 +211,11 @@ def register(rt: Any) -> None:
                 return _answer_pd(503, why, {"Retry-After": "5"})
             metrics.ingest_alerts.labels(PD, "accepted").inc()
             metrics.ingest_requests.labels(PD, "202").inc()
-            return _json({"status": "success", "message": "Event processed", "dedup_key": parsed.dedup_key}, 202)
+            return json_answer({"status": "success", "message": "Event processed", "dedup_key": parsed.dedup_key}, 202)
 
     class AlertmanagerStatus(faust_web.View):
         async def get(self, request: Any, **kw: Any) -> Any:
-            return _json({
+            return json_answer({
                 "cluster": {"status": "ready" if rt.ready() else "settling", "name": s.worker_id or "tocsin",
                             "peers": []},
                 "versionInfo": {"version": AM_VERSION, "revision": f"tocsin-{tocsin_version}", "branch": "",

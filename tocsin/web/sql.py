@@ -16,20 +16,18 @@ from typing import Any
 import orjson
 
 from ..errors import ReadOnlyError, StoreError
+from .answers import json_answer
 
 
 def register(rt: Any) -> None:
     app = rt.app
-
-    def _json(web: Any, body: Any, status: int = 200) -> Any:
-        return web.bytes(orjson.dumps(body, default=str), content_type="application/json", status=status)
 
     from faust import web as faust_web
 
     async def sql(web: Any, request: Any) -> Any:
         store = rt.store
         if store is None:
-            return _json(web, {"error": "this worker has no ClickHouse store open (yet)"}, 503)
+            return json_answer({"error": "this worker has no ClickHouse store open (yet)"}, 503)
         try:
             body = orjson.loads(await request.read())
             name, params, text = body.get("name"), body.get("params") or {}, body.get("sql")
@@ -38,7 +36,7 @@ def register(rt: Any) -> None:
             if (name is None) == (text is None) or not isinstance(params, dict):
                 raise TypeError
         except (orjson.JSONDecodeError, AttributeError, TypeError):
-            return _json(web, {"error": "expected a JSON body {\"sql\": \"SELECT ...\"} or {\"name\": ..., \"params\": {...}}"}, 400)
+            return json_answer({"error": "expected a JSON body {\"sql\": \"SELECT ...\"} or {\"name\": ..., \"params\": {...}}"}, 400)
         from ..infra.clickhouse.queries import run_query
 
         try:
@@ -47,19 +45,19 @@ def register(rt: Any) -> None:
             else:
                 columns, rows = await asyncio.to_thread(store.query_readonly, text, rt.settings.sql_limits)
         except (ValueError, KeyError, FileNotFoundError) as exc:
-            return _json(web, {"error": str(exc)}, 400)
+            return json_answer({"error": str(exc)}, 400)
         except ReadOnlyError as exc:
-            return _json(web, {"error": str(exc)}, 400)
+            return json_answer({"error": str(exc)}, 400)
         except StoreError as exc:
-            return _json(web, {"error": str(exc)}, 422)
-        return _json(web, {"columns": columns, "rows": [list(r) for r in rows]})
+            return json_answer({"error": str(exc)}, 422)
+        return json_answer({"columns": columns, "rows": [list(r) for r in rows]})
 
     class SqlView(faust_web.View):
         async def post(self, request: Any, **kw: Any) -> Any:
             return await sql(self, request)
 
         async def get(self, request: Any, **kw: Any) -> Any:
-            return _json(self, {"error": "POST a JSON body {\"sql\": \"SELECT ...\"}"}, 405)
+            return json_answer({"error": "POST a JSON body {\"sql\": \"SELECT ...\"}"}, 405)
 
     app.page("/api/sql")(SqlView)
 
@@ -67,11 +65,11 @@ def register(rt: Any) -> None:
     async def stats(web: Any, request: Any) -> Any:
         store = rt.store
         if store is None:
-            return _json(web, {"error": "this worker has no ClickHouse store open (yet)"}, 503)
+            return json_answer({"error": "this worker has no ClickHouse store open (yet)"}, 503)
         from ..infra.clickhouse.ops import stats_text
 
         try:
             text = await asyncio.to_thread(stats_text, store)
         except StoreError as exc:
-            return _json(web, {"error": str(exc)}, 422)
+            return json_answer({"error": str(exc)}, 422)
         return web.text(text)

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import TocsinError
 from ..infra.kafka import client_kwargs
-from .cli import cli, fail, settings_or_fail
-from .replay import Bound, replay
+from ..tools.replay import Bound, replay
+from .main import cli, fail, settings_or_fail
 
 
 @cli.command("replay")

@@ -32,6 +32,7 @@ from ..errors import OutboxError, StoreError
 from ..schemas.alert import parse_timestamp
 from ..schemas.codec import dumps
 from ..schemas.messages import LifecycleAction, LifecycleEvent
+from .answers import json_answer
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ MAX_LIMIT = 500
 
 class BadRequest(ValueError):
     pass
-
-
-def _json(web: Any, body: Any, status: int = 200) -> Any:
-    return web.bytes(orjson.dumps(body, default=str), content_type="application/json", status=status)
 
 
 def parse_filters(q: Any) -> dict[str, Any]:
@@ -148,15 +145,15 @@ def register(rt: Any) -> None:
             try:
                 f = parse_filters(request.query)
             except BadRequest as exc:
-                return _json(self, {"error": str(exc)}, 400)
-            return _json(self, await index.list_alerts(f))
+                return json_answer({"error": str(exc)}, 400)
+            return json_answer(await index.list_alerts(f))
 
     class Stats(faust_web.View):
         async def get(self, request: Any, **kw: Any) -> Any:
             now = dt.datetime.now(dt.UTC)
             store = rt.store
             if store is None:
-                return _json(self, await stats_from_index(index, now))
+                return json_answer(await stats_from_index(index, now))
             from ..infra.clickhouse.queries import stats_24h
 
             try:
@@ -165,31 +162,31 @@ def register(rt: Any) -> None:
             except StoreError as exc:
                 log.warning("stats from ClickHouse failed: %s", exc)
                 body = await stats_from_index(index, now)
-            return _json(self, body)
+            return json_answer(body)
 
     class Deliveries(faust_web.View):
         async def get(self, request: Any, alert_id: str, **kw: Any) -> Any:
             try:
                 aid = uuid.UUID(alert_id)
             except ValueError:
-                return _json(self, {"error": f"alert_id: {alert_id!r} is not a UUID"}, 400)
+                return json_answer({"error": f"alert_id: {alert_id!r} is not a UUID"}, 400)
             store = rt.store
             if store is None:
-                return _json(self, {"error": "recording is off on this worker: no attempts to show"}, 503)
+                return json_answer({"error": "recording is off on this worker: no attempts to show"}, 503)
             from ..infra.clickhouse.queries import as_dicts, run_query
 
             try:
                 cols, rows = await asyncio.to_thread(run_query, store, "attempts_of_alert", alert_id=str(aid))
             except StoreError as exc:
-                return _json(self, {"error": str(exc)}, 503)
-            return _json(self, {"alert_id": str(aid), "items": as_dicts(cols, rows)})
+                return json_answer({"error": str(exc)}, 503)
+            return json_answer({"alert_id": str(aid), "items": as_dicts(cols, rows)})
 
     class Action(faust_web.View):
         async def post(self, request: Any, fingerprint: str, action: str, **kw: Any) -> Any:
             try:
                 act = LifecycleAction(action)
             except ValueError:
-                return _json(self, {"error": f"unknown action {action!r}: acknowledge, resolve or dismiss"}, 404)
+                return json_answer({"error": f"unknown action {action!r}: acknowledge, resolve or dismiss"}, 404)
             # the API token was checked by webauth's middleware; the router decoded the path
             # once already: the fingerprint is used as it comes (a '%' in it is its own)
             fp = fingerprint
@@ -201,7 +198,7 @@ def register(rt: Any) -> None:
                     if not isinstance(body, dict):
                         raise TypeError
                 except (orjson.JSONDecodeError, TypeError):
-                    return _json(self, {"error": "body must be a JSON object {\"by\": ..., \"note\": ...}"}, 400)
+                    return json_answer({"error": "body must be a JSON object {\"by\": ..., \"note\": ...}"}, 400)
             by, note = str(body.get("by") or "api")[:255], str(body.get("note") or "")[:1000]
             current = table.get(fp)
             event = LifecycleEvent(fingerprint=fp, action=act, by=by, note=note,
@@ -214,11 +211,11 @@ def register(rt: Any) -> None:
             except (TimeoutError, OutboxError) as exc:
                 why = f"not acknowledged within {wait:g} s" if isinstance(exc, TimeoutError) else str(exc)
                 log.warning("lifecycle %s of %r: the broker did not take it (%s)", act.value, fp[:200], why)
-                return _json(self, {"error": f"the {act.value} was not accepted: the broker did not acknowledge "
+                return json_answer({"error": f"the {act.value} was not accepted: the broker did not acknowledge "
                                              f"it ({why}); it may still be applied later, and sending it "
                                              "again is safe", "event_id": str(event.event_id)}, 503)
             metrics.lifecycle_actions.labels(act.value).inc()
-            return _json(self, orjson.loads(body_out), 202)
+            return json_answer(orjson.loads(body_out), 202)
 
     app.page("/api/alerts")(Alerts)
     app.page("/api/alerts/stats")(Stats)

@@ -30,6 +30,7 @@ from ..agents.runtime import Runtime
 from ..core.silences import READ_BACK_TIMEOUT_S, SilenceView
 from ..decisions import silence as rules
 from ..schemas.silence import Silence, iso_millis
+from .answers import json_answer
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +130,13 @@ def register(rt: Runtime) -> None:
                 log.exception("silences: reading %s failed; reading it again", topic)
                 await asyncio.sleep(1.0)
 
-    def answer(web: Any, body: Any, status: int = 200) -> Any:
-        return web.bytes(orjson.dumps(body), content_type="application/json", status=status)
-
     async def unavailable(web: Any) -> Any | None:
         """503 while the view has not read the topic yet (waiting a little for it first)."""
         if not view.loaded.is_set():
             try:
                 await asyncio.wait_for(view.loaded.wait(), LOADING_WAIT_S)
             except TimeoutError:
-                return answer(web, f"silences are still being read from {topic}", 503)
+                return json_answer(f"silences are still being read from {topic}", 503)
         return None
 
     async def publish(versions: list[Silence]) -> None:
@@ -162,8 +160,8 @@ def register(rt: Runtime) -> None:
                 states = {name: parse_bool(q.get(name), name) for name in ("active", "pending", "expired")}
                 body = query(view.shown(), list(q.getall("filter", [])), states, utcnow())
             except BadSilence as exc:
-                return answer(self, str(exc), 400)
-            return answer(self, body)
+                return json_answer(str(exc), 400)
+            return json_answer(body)
 
         async def post(self, request: Any, **kw: Any) -> Any:
             busy = await unavailable(self)
@@ -172,19 +170,19 @@ def register(rt: Runtime) -> None:
             try:
                 sid, new = postable(await request.read())
             except BadSilence as exc:
-                return answer(self, str(exc), 400)
+                return json_answer(str(exc), 400)
             async with lock:
                 prev = view.latest(sid) if sid else None
                 if sid and prev is None:
-                    return answer(self, "silence not found", 404)
+                    return json_answer("silence not found", 404)
                 try:
                     result, versions = rules.plan_set(prev, new, utcnow(), str(uuid.uuid4()))
                 except rules.InvalidSilence as exc:
-                    return answer(self, str(exc), 400)
+                    return json_answer(str(exc), 400)
                 await publish(versions)
             log.info("silence %s %s by %s: %s", versions[-1].id, result.value, versions[-1].created_by or "?",
                      ", ".join(str(m) for m in versions[-1].matchers)[:300])
-            return answer(self, {"silenceID": versions[-1].id})
+            return json_answer({"silenceID": versions[-1].id})
 
     class One(faust_web.View):
         async def get(self, request: Any, silence_id: str, **kw: Any) -> Any:
@@ -193,8 +191,8 @@ def register(rt: Runtime) -> None:
                 return busy
             s = view.latest(silence_id)
             if s is None:
-                return answer(self, "silence not found", 404)
-            return answer(self, gettable(s, utcnow()))
+                return json_answer("silence not found", 404)
+            return json_answer(gettable(s, utcnow()))
 
         async def delete(self, request: Any, silence_id: str, **kw: Any) -> Any:
             busy = await unavailable(self)
@@ -203,7 +201,7 @@ def register(rt: Runtime) -> None:
             async with lock:
                 prev = view.latest(silence_id)
                 if prev is None:
-                    return answer(self, "silence not found", 404)
+                    return json_answer("silence not found", 404)
                 end = rules.expired(prev, utcnow())
                 if end is not None:
                     await publish([end])

@@ -19,7 +19,7 @@ from ..core.settings import Settings
 from ..errors import StoreError, TocsinError
 from ..infra.kafka import client_kwargs
 from ..infra.redact import redact_url
-from .cli import cli, fail, settings_or_fail
+from .main import cli, fail, settings_or_fail
 
 
 def _held_by_worker(s: Settings) -> bool:
@@ -182,7 +182,7 @@ def rebuild(yes: bool = typer.Option(False, "--yes", help="do not ask before emp
     if not yes and sys.stdin.isatty():
         typer.confirm("Empty tocsin.alerts, delivery_attempts and alert_lifecycle and rebuild them?", abort=True)
     from ..infra.clickhouse.store import open_store
-    from .rebuild import rebuild as do_rebuild
+    from ..tools.rebuild import rebuild as do_rebuild
 
     try:
         with open_store(s.clickhouse_dsn) as store, Progress(

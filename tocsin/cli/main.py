@@ -57,7 +57,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from faust.worker import Worker
 
     from ..agents.recorder import SWITCH_INTERVAL_S
-    from .app import build
+    from ..streams.app import build
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # the record agent's insert threads (see there)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def dev(loglevel: str = typer.Option("info")) -> None:
     typer.echo(f"tocsin dev: broker {b.bootstrap}, dashboard http://{s.web_host}:{s.web_port}/, "
                f"ClickHouse {redact_url(s.clickhouse_dsn)}, file channel {s.file_path}", err=True)
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "tocsin.streams.cli", "worker", "--loglevel", loglevel],
+    proc = subprocess.Popen([sys.executable, "-m", "tocsin.cli.main", "worker", "--loglevel", loglevel],
                             env=env)
 
     def _stop(*_: Any) -> None:
@@ -231,8 +231,8 @@ def send(
 
 def _register_optional() -> None:
     """Commands built in their own modules (ClickHouse, replay, DLQ, bench)."""
-    for mod in ("tocsin.streams.cli_ops", "tocsin.streams.cli_dlq", "tocsin.streams.cli_store",
-                "tocsin.streams.cli_bench"):
+    for mod in ("tocsin.cli.replay", "tocsin.cli.dlq", "tocsin.cli.store",
+                "tocsin.cli.bench"):
         try:
             __import__(mod)
         except ImportError as exc:
@@ -253,6 +253,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     # run through the package module, so commands registered on it by other modules are seen
-    from tocsin.streams.cli import main as _main
+    from tocsin.cli.main import main as _main
 
     _main()

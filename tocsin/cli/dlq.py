@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ..errors import TocsinError
 from ..infra.kafka import client_kwargs
-from .cli import cli, fail, settings_or_fail
-from .dlq import latest_by_delivery, read_dlq, redrive
+from ..tools.dlq import latest_by_delivery, read_dlq, redrive
+from .main import cli, fail, settings_or_fail
 
 dlq_cli = typer.Typer(help="Inspect the dead-letter topic and send entries back for delivery.",
                       no_args_is_help=True)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli import cli
+from .main import cli
 
 SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery", "api_alerts", "alertmanager")
 

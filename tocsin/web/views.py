@@ -81,11 +81,11 @@ def register(rt: Any) -> None:
     async def prometheus(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    from . import sqlapi
+    from . import sql as sqlapi
 
     sqlapi.register(rt)
 
-    from . import openapi_view
+    from . import openapi as openapi_view
 
     openapi_view.register(rt)
 

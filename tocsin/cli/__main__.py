@@ -1,0 +1,5 @@
+"""``python -m tocsin.cli``: the ``tocsin`` command."""
+
+from .main import main
+
+main()
