@@ -3,7 +3,7 @@
 Everything Tocsin does to these two libraries beyond their public API is in this module and
 nowhere else: the class-level patches (installed by ``install``, ``keep_paused``) and every
 read or call of a private attribute (the small functions below, which callers use instead of
-touching the attribute). Each says what it buys. ``tests/unit/test_faust_compat.py`` holds a
+touching the attribute). Each says what it buys. ``tests/unit/infra/test_faust_compat.py`` holds a
 canary per patched or reached attribute (it exists, has the signature or type relied on), so
 that a release that changes one under Tocsin fails a unit test rather than a worker; and a
 worker logs a warning at start when the installed versions are not the tested ones
@@ -103,7 +103,7 @@ def check_versions(installed: Mapping[str, str | None] | None = None) -> list[st
             warnings.append(
                 f"{name} {have or '(not installed)'} is installed but Tocsin is tested with {name} {tested}: "
                 "its patches and private reaches of Faust and aiokafka (tocsin/infra/faust_compat.py) "
-                "may no longer hold; run tests/unit/test_faust_compat.py")
+                "may no longer hold; run tests/unit/infra/test_faust_compat.py")
     for w in warnings:
         log.warning("%s", w)
     return warnings

@@ -171,7 +171,7 @@ def as_record(model: BaseModel) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- fast records
 # The throttle builds its outgoing messages as plain dicts (no per-message model validation);
-# tests/unit/test_records.py checks that each validates as its model and dumps identically.
+# tests/unit/agents/test_records.py checks that each validates as its model and dumps identically.
 
 
 def decision_record(decision_id: uuid.UUID, alert: dict[str, Any], dedupe_key: str, outcome: Outcome,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 
 #: every character of Unicode categories Cc, Cf, Zl, Zp and Cs (Unicode 14, Python 3.11's;
-#: tests/unit/test_safe_text.py checks the table against ``unicodedata`` code point by point)
+#: tests/unit/agents/channels/test_safe_text.py checks the table against ``unicodedata`` code point by point)
 UNSAFE_RANGES: tuple[tuple[int, int], ...] = (
     (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C),
     (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E),

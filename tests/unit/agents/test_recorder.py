@@ -19,7 +19,7 @@ from tocsin.agents.recorder import Recorder, batch_token
 from tocsin.errors import StoreError
 from tocsin.schemas.messages import AttemptStatus, LifecycleAction, Outcome
 
-from ..support.samples import attempt, decision, lifecycle, wire
+from ...support.samples import attempt, decision, lifecycle, wire
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 

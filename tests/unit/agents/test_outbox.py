@@ -24,7 +24,7 @@ from tocsin.agents.outbox import Acked, Outbox, record, refusal
 from tocsin.errors import OutboxStopped, RecordRefused
 from tocsin.schemas.codec import loads
 
-from .producers import FakeProducer
+from ..producers import FakeProducer
 
 
 def box(producer: FakeProducer, stopping: list[bool] | None = None, **kw: float) -> Outbox:

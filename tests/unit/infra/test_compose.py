@@ -14,7 +14,7 @@ from tocsin.core.settings import Settings, load_settings
 from tocsin.errors import ConfigError
 from tocsin.web.auth import check_exposure, is_loopback
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: compose's interpolation forms: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}, ${NAME?err}
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 SECRETS = ("TOCSIN_API_TOKEN", "TOCSIN_READ_TOKEN", "CLICKHOUSE_PASSWORD")

@@ -14,8 +14,8 @@ from tocsin.agents.record import store_wrapper
 from tocsin.core.settings import load_settings
 from tocsin.errors import ConfigError
 
-from ..support import faulty_store
-from ..support.faulty_store import NO_SUCH_TABLE, FaultyStore, faulty_env
+from ...support import faulty_store
+from ...support.faulty_store import NO_SUCH_TABLE, FaultyStore, faulty_env
 
 
 class Refusing:

@@ -10,7 +10,7 @@ import pytest
 
 from tocsin.agents.delivery.dispatch import Dispatcher, priority
 
-from .producers import FakeProducer
+from ..producers import FakeProducer
 
 
 def dispatcher(read_ahead: int = 100) -> Dispatcher:

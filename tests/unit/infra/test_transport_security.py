@@ -23,7 +23,7 @@ from tocsin.infra.clickhouse.url import parse_dsn, redact_dsn, with_tls_options
 from tocsin.infra.kafka import broker_credentials, client_kwargs, started
 from tocsin.infra.redact import redact_url
 
-from ..certs import KEY_PASSWORD, Certs, make_certs
+from ...certs import KEY_PASSWORD, Certs, make_certs
 
 PASSWORD = "sasl-Pa55w0rd-never-shown"
 
