@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check tocsin tests
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) prometheus
 	$(BIN)/tocsin bench --quick --json bench.json
 
 clean:
