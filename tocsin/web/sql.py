@@ -18,6 +18,26 @@ import orjson
 from ..errors import ReadOnlyError, StoreError
 from .answers import json_answer
 
+#: how long a request waits for the record agent to open the store (it does so as the worker
+#: starts: a ``tocsin sql`` right after ``make dev`` says ready is answered, not refused)
+STORE_WAIT_S = 15.0
+
+
+async def opened_store(rt: Any, wait_s: float = STORE_WAIT_S) -> Any:
+    """The store the record agent opened, waiting up to ``wait_s`` for it; None when recording
+    is off or it is not open by then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (wait_s if rt.settings.record_enabled else 0.0)
+    while rt.store is None and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    return rt.store
+
+
+def no_store(rt: Any) -> Any:
+    why = ("recording is off on this worker (TOCSIN_RECORD_ENABLED)" if not rt.settings.record_enabled
+           else "this worker has not opened its ClickHouse store yet: try again shortly")
+    return json_answer({"error": why}, 503, {"Retry-After": "5"})
+
 
 def register(rt: Any) -> None:
     app = rt.app
@@ -25,9 +45,9 @@ def register(rt: Any) -> None:
     from faust import web as faust_web
 
     async def sql(web: Any, request: Any) -> Any:
-        store = rt.store
+        store = await opened_store(rt)
         if store is None:
-            return json_answer({"error": "this worker has no ClickHouse store open (yet)"}, 503)
+            return no_store(rt)
         try:
             body = orjson.loads(await request.read())
             name, params, text = body.get("name"), body.get("params") or {}, body.get("sql")
@@ -63,9 +83,9 @@ def register(rt: Any) -> None:
 
     @app.page("/api/sql/stats")
     async def stats(web: Any, request: Any) -> Any:
-        store = rt.store
+        store = await opened_store(rt)
         if store is None:
-            return json_answer({"error": "this worker has no ClickHouse store open (yet)"}, 503)
+            return no_store(rt)
         from ..infra.clickhouse.ops import stats_text
 
         try:
