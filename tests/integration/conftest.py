@@ -3,9 +3,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tocsin.bench import peers
 from tocsin.infra.broker import EmbeddedBroker, free_port
 from tocsin.infra.clickhouse.ops import TABLES
 from tocsin.infra.clickhouse.store import Store, open_store
@@ -34,21 +36,10 @@ def smtp() -> Iterator[SmtpReceiver]:
     s.stop()
 
 
-def base_env(bootstrap: str, prefix: str, tmp: Path) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
-    env.update({
-        "TOCSIN_KAFKA_BOOTSTRAP": bootstrap,
-        "TOCSIN_TOPIC_PREFIX": prefix,
-        "TOCSIN_PARTITIONS": "4",
-        "TOCSIN_DATA_DIR": str(tmp / "data"),
-        "TOCSIN_FILE_CHANNEL_PATH": str(tmp / "notifications.jsonl"),
-        "TOCSIN_RECORD_ENABLED": "false",
-        "TOCSIN_SMTP_TLS": "false",
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
+def base_env(bootstrap: str, prefix: str, tmp: Path, **extra: Any) -> dict[str, str]:
+    """The worker environment the bench uses too (``tocsin.bench.peers.base_env``), with the
+    file channel on: the tests read what it writes (``tmp/notifications.jsonl``)."""
+    return peers.base_env(bootstrap, prefix, tmp, file_channel=True, **extra)
 
 
 @pytest.fixture

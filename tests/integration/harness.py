@@ -1,147 +1,26 @@
-"""Real peers for integration tests: the Tansu broker, Tocsin worker processes, a scripted
-HTTP receiver (aiohttp) and an SMTP server (aiosmtpd), all on 127.0.0.1."""
+"""Real peers for integration tests, all on 127.0.0.1. The worker process, its environment
+and the webhook receiver are the bench's (``tocsin.bench.peers``: one harness for both); here
+only what the tests alone use: an SMTP server (aiosmtpd), the ``Stack`` of a broker and its
+workers, and producing to and reading whole topics."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import email.policy
-import inspect
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from multidict import CIMultiDict
 
+from tocsin.bench.peers import HttpReceiver, Received, WorkerProcess
 from tocsin.infra.broker import free_port
 
-
-class WorkerProcess:
-    """One ``tocsin worker`` subprocess."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = int(env["TOCSIN_WEB_PORT"])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> WorkerProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tocsin.cli.main", "worker", "--loglevel", "info"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        return self
-
-    async def wait_ready(self, timeout: float = 90.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as s:
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with s.get(self.url + "/health", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                        if r.status == 200:
-                            return await r.json()
-                await asyncio.sleep(0.25)
-        raise TimeoutError(f"worker not ready within {timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-    at: float
-
-
-class HttpReceiver:
-    """A webhook endpoint on 127.0.0.1 that records every request; ``script`` decides the reply."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.script: Callable[[Received, int], Any] = lambda req, n: 200  # a status, a response, or an awaitable of one
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-        self.event = asyncio.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = {"_raw": raw.decode("utf-8", "replace")}
-        rec = Received(request.path, CIMultiDict(request.headers), body, time.time())  # type: ignore[arg-type]
-        self.requests.append(rec)
-        self.event.set()
-        out = self.script(rec, len(self.requests))
-        if inspect.isawaitable(out):  # a script that takes its time
-            out = await out
-        if isinstance(out, int):
-            return web.json_response({"ok": 200 <= out < 300}, status=out)
-        return out
-
-    async def start(self) -> HttpReceiver:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def wait_for(self, pred: Callable[[list[Received]], bool], timeout: float = 30.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while not pred(self.requests):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"receiver: condition not met; got {len(self.requests)} requests")
-            await asyncio.sleep(0.05)
-        return self.requests
+__all__ = ["HttpReceiver", "Received", "SmtpReceiver", "Stack", "WorkerProcess", "produce", "read_topic"]
 
 
 class SmtpReceiver:
@@ -196,10 +75,7 @@ class Stack:
         return f"{self.prefix}.{name}"
 
     def worker(self, **extra_env: str) -> WorkerProcess:
-        env = dict(self.env)
-        env.update(extra_env)
-        env.setdefault("TOCSIN_WEB_PORT", str(free_port()))
-        env["TOCSIN_WEB_PORT"] = extra_env.get("TOCSIN_WEB_PORT", str(free_port()))
+        env = {**self.env, "TOCSIN_WEB_PORT": str(free_port()), **extra_env}  # a port of its own
         w = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log")
         self.workers.append(w)
         return w

@@ -29,9 +29,7 @@ import contextlib
 import datetime as dt
 import functools
 import gc
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -47,7 +45,7 @@ from aiokafka import AIOKafkaProducer
 from ..decisions.alertmanager import fingerprint
 from ..infra.broker import EmbeddedBroker, free_port
 from ..schemas import create_alert, dumps
-from .peers import Worker, base_env
+from .peers import Process, WorkerProcess, base_env
 from .scenarios import Log, Result, cpu_seconds, pct
 
 #: what Prometheus's notifier sends in one request (its ``maxBatchSize``)
@@ -65,58 +63,12 @@ def alertmanager_binary() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-class Server:
-    """A process of the scenario (Alertmanager, the receiver), its output in a log file."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.argv = argv
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> Server:
-        self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"),  # noqa: SIM115
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    async def ready(self, url: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as s:
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    raise RuntimeError(f"{self.argv[0]} exited; see {self.log}")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with s.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"{url} not ready in {timeout:.0f}s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
 class Hook:
     """The receiver process (``bench/hookrecv.py``) and its control endpoints."""
 
     def __init__(self, log: Path) -> None:
         self.port = free_port()
-        self.server = Server([sys.executable, "-m", "tocsin.bench.hookrecv", str(self.port)], log)
+        self.server = Process([sys.executable, "-m", "tocsin.bench.hookrecv", str(self.port)], log)
         self.session: aiohttp.ClientSession | None = None
 
     @property
@@ -125,7 +77,7 @@ class Hook:
 
     async def start(self) -> Hook:
         self.server.start()
-        await self.server.ready(f"http://127.0.0.1:{self.port}/stats")
+        await self.server.wait_http(f"http://127.0.0.1:{self.port}/stats", timeout=30)
         self.session = aiohttp.ClientSession()
         return self
 
@@ -147,7 +99,7 @@ class Hook:
     async def stop(self) -> None:
         if self.session is not None:
             await self.session.close()
-        self.server.stop()
+        self.server.stop(timeout=15)
 
 
 def iso(t: dt.datetime) -> str:
@@ -339,12 +291,12 @@ async def run_alertmanager(binary: str, n: int, hook: Hook, log: Log, tmp: Path)
                   "repeat_interval": "24h"},
         "receivers": [{"name": "hook", "webhook_configs": [{"url": hook.url, "send_resolved": False}]}],
     }).decode())
-    am = Server([binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-                 "--cluster.listen-address=", f"--storage.path={tmp / 'alertmanager-data'}", "--log.level=warn"],
-                tmp / "alertmanager.log").start()
+    am = Process([binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+                  "--cluster.listen-address=", f"--storage.path={tmp / 'alertmanager-data'}", "--log.level=warn"],
+                 tmp / "alertmanager.log").start()
     try:
         base = f"http://127.0.0.1:{port}"
-        await am.ready(f"{base}/-/ready")
+        await am.wait_http(f"{base}/-/ready", timeout=30)
         run = uuid.uuid4().hex[:8]
         warm = batches(postable(WARMUP, f"warm-{run}"))
         await warm_up(hook, lambda: post_batches(f"{base}/api/v2/alerts", warm, {}))
@@ -356,7 +308,7 @@ async def run_alertmanager(binary: str, n: int, hook: Hook, log: Log, tmp: Path)
                                             timeout=10).stdout.splitlines()[0]
         return fig
     finally:
-        am.stop()
+        am.stop(timeout=15)
 
 
 async def recorded(port: int, n: int, timeout: float = 60.0) -> dict[str, int]:
@@ -387,9 +339,9 @@ async def run_tocsin(way: str, n: int, hook: Hook, log: Log, tmp: Path) -> dict[
                        TOCSIN_ROUTING_FILE=route, TOCSIN_RECORD_ENABLED="true", TOCSIN_API_TOKEN=API_TOKEN,
                        TOCSIN_INGEST_TOKEN=INGEST_TOKEN, TOCSIN_INGEST_RATE_PER_S=1_000_000,
                        TOCSIN_INGEST_BURST=1_000_000)
-        w = Worker(env, tmp / f"{prefix}.log").start()
+        w = WorkerProcess(env, tmp / f"{prefix}.log", loglevel="warning").start()
         try:
-            await w.ready()
+            await w.wait_ready()
             run = uuid.uuid4().hex[:8]
             ingest = f"http://127.0.0.1:{w.port}/api/v2/alerts"
             send: Callable[[dict[str, float]], Awaitable[None]]

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ..infra.broker import EmbeddedBroker, free_port
 from ..schemas import DeliveryCommand, create_alert, delivery_id_for, dumps
-from .peers import Receiver, Worker, base_env
+from .peers import HttpReceiver, WorkerProcess, base_env
 
 Result = dict[str, Any]
 Log = Callable[[str], None]
@@ -57,7 +57,7 @@ async def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) 
         await p.stop()
 
 
-async def span(bootstrap: str, topic: str, n: int, timeout: float, worker: Worker | None = None) -> float:
+async def span(bootstrap: str, topic: str, n: int, timeout: float, worker: WorkerProcess | None = None) -> float:
     """Seconds between the first and the n-th message's producer timestamps on ``topic``
     (fails at once if ``worker``, the process producing them, exits)."""
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
@@ -68,7 +68,7 @@ async def span(bootstrap: str, topic: str, n: int, timeout: float, worker: Worke
     try:
         while len(stamps) < n and time.monotonic() < deadline:
             if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
-                raise RuntimeError(f"the measured process exited; see {worker.log}")
+                raise RuntimeError(f"the measured process exited; see {worker.log_path}")
             batch = await c.getmany(timeout_ms=500, max_records=20000)
             for msgs in batch.values():
                 stamps.extend(m.timestamp for m in msgs)
@@ -80,7 +80,7 @@ async def span(bootstrap: str, topic: str, n: int, timeout: float, worker: Worke
     return max((stamps[n - 1] - stamps[0]) / 1000.0, 1e-3)
 
 
-async def count_reaches(bootstrap: str, topic: str, n: int, timeout: float, worker: Worker | None = None) -> None:
+async def count_reaches(bootstrap: str, topic: str, n: int, timeout: float, worker: WorkerProcess | None = None) -> None:
     """Wait until ``topic`` holds ``n`` messages (its true end offsets, summed)."""
     from ..infra.kafka import end_offsets, topic_partitions
 
@@ -90,7 +90,7 @@ async def count_reaches(bootstrap: str, topic: str, n: int, timeout: float, work
     try:
         while True:
             if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
-                raise RuntimeError(f"the measured process exited; see {worker.log}")
+                raise RuntimeError(f"the measured process exited; see {worker.log_path}")
             tps = await topic_partitions(c, topic)
             if tps and sum((await end_offsets(c, tps)).values()) >= n:
                 return
@@ -101,7 +101,7 @@ async def count_reaches(bootstrap: str, topic: str, n: int, timeout: float, work
         await c.stop()
 
 
-async def feed_in_steps(bootstrap: str, prefix: str, items: list[tuple[bytes, bytes]], worker: Worker,
+async def feed_in_steps(bootstrap: str, prefix: str, items: list[tuple[bytes, bytes]], worker: WorkerProcess,
                         step: int = 5000, before: int = 0) -> None:
     """Produce ``items`` (each a new fingerprint) ``step`` at a time, each step once the
     previous one's notifications are all delivered: the worker's steady state, not a backlog.
@@ -138,15 +138,15 @@ async def pipeline(n: int, log: Log, tmp: Path) -> dict[str, Result]:
         out: dict[str, float] = {}
         # Tocsin: validation, throttle, routing
         await produce(b.bootstrap, "p1.alerts", items)
-        w = Worker(base_env(b.bootstrap, "p1", tmp / "p1"), tmp / "p1.log").start()
-        await w.ready()
+        w = WorkerProcess(base_env(b.bootstrap, "p1", tmp / "p1"), tmp / "p1.log", loglevel="warning").start()
+        await w.wait_ready()
         out["tocsin"] = n / await span(b.bootstrap, "p1.decisions", n, timeout=600, worker=w)
         w.stop()
         log(f"pipeline: tocsin {out['tocsin']:.0f}/s")
         # (a) a Faust agent that only consumes and produces
         await produce(b.bootstrap, "p2.alerts", items)
-        pt = Worker(base_env(b.bootstrap, "p2", tmp / "p2"), tmp / "p2.log", module="tocsin.bench.passthrough",
-                    args=()).start()
+        pt = WorkerProcess(base_env(b.bootstrap, "p2", tmp / "p2"), tmp / "p2.log",
+                           command=("tocsin.bench.passthrough",)).start()
         out["faust"] = n / await span(b.bootstrap, "p2.passthrough", n, timeout=600, worker=pt)
         pt.stop()
         log(f"pipeline: faust pass-through {out['faust']:.0f}/s")
@@ -198,7 +198,7 @@ async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Pa
     gc.freeze()
     results: dict[str, Result] = {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-latency.log") as b:
-        recv = await Receiver().start()
+        recv = await HttpReceiver(keep=False).start()
         for rate, routing in runs:
             prefix = f"l{rate}{routing[0]}"
             env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_WEBHOOK_DEFAULT_URL=recv.url)
@@ -207,8 +207,8 @@ async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Pa
                 route = tmp / f"routing-{routing}.toml"
                 route.write_text(text, encoding="utf-8")
                 env["TOCSIN_ROUTING_FILE"] = str(route)
-            w = Worker(env, tmp / f"{prefix}.log").start()
-            await w.ready()
+            w = WorkerProcess(env, tmp / f"{prefix}.log", loglevel="warning").start()
+            await w.wait_ready()
             p = AIOKafkaProducer(bootstrap_servers=b.bootstrap, linger_ms=0)
             await p.start()
             sent: dict[str, float] = {}
@@ -280,7 +280,7 @@ async def sample_cpu(pid: int | None, out: list[float]) -> None:
         last, t_last = now, t_now
 
 
-async def bare_latency(bootstrap: str, topic: str, recv: Receiver, rate: int, seconds: float) -> list[float]:
+async def bare_latency(bootstrap: str, topic: str, recv: HttpReceiver, rate: int, seconds: float) -> list[float]:
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
                          fetch_max_wait_ms=20)
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
@@ -323,7 +323,7 @@ async def bare_latency(bootstrap: str, topic: str, recv: Receiver, rate: int, se
 
 async def delivery(n: int, log: Log, tmp: Path) -> dict[str, Result]:
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-delivery.log") as b:
-        recv = await Receiver().start()
+        recv = await HttpReceiver(keep=False).start()
         ts = bucket_ts()
         items = []
         for i in range(n):
@@ -333,8 +333,9 @@ async def delivery(n: int, log: Log, tmp: Path) -> dict[str, Result]:
                                   receiver="webhook:default", destination="webhook:default")
             items.append((did.encode(), dumps(cmd)))
         await produce(b.bootstrap, "d.deliveries.webhook", items)
-        w = Worker(base_env(b.bootstrap, "d", tmp / "d", TOCSIN_WEBHOOK_DEFAULT_URL=recv.url), tmp / "d.log").start()
-        await w.ready()
+        env = base_env(b.bootstrap, "d", tmp / "d", TOCSIN_WEBHOOK_DEFAULT_URL=recv.url)
+        w = WorkerProcess(env, tmp / "d.log", loglevel="warning").start()
+        await w.wait_ready()
         deadline = time.monotonic() + 600
         while recv.count < n and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -465,8 +466,8 @@ async def worker_memory(keys: int, log: Log, tmp: Path, first: int = 5000,
         with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / f"broker-mem-{store}.log") as b:
             prefix = f"m{store[0]}"
             env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_TABLE_STORE=store)
-            w = Worker(env, tmp / f"{prefix}.log").start()
-            await w.ready()
+            w = WorkerProcess(env, tmp / f"{prefix}.log", loglevel="warning").start()
+            await w.wait_ready()
             await asyncio.sleep(2)
             idle = w.rss_mb()
             items = alerts(keys, fingerprints=keys)
@@ -504,8 +505,8 @@ async def worker_memory_retained(keys: int, log: Log, tmp: Path, first: int = 50
         prefix = "mr"
         env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_STATUS_RETENTION_S=retention_s,
                        TOCSIN_DELIVERY_STATE_RETENTION_S=retention_s)
-        w = Worker(env, tmp / f"{prefix}.log").start()
-        await w.ready()
+        w = WorkerProcess(env, tmp / f"{prefix}.log", loglevel="warning").start()
+        await w.wait_ready()
         ts = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
         items = []
         for i in range(keys):
@@ -591,15 +592,17 @@ async def recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
     replays the changelog, the RocksDB store finds them on disk and reads only the tail."""
     out: dict[str, Result] = {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-recovery.log") as b:
-        empty = Worker(base_env(b.bootstrap, "e", tmp / "e"), tmp / "e.log").start()
-        t_empty = await empty.ready(timeout=600)
+        empty = WorkerProcess(base_env(b.bootstrap, "e", tmp / "e"), tmp / "e.log", loglevel="warning").start()
+        await empty.wait_ready(600)
+        t_empty = empty.ready_s
         empty.stop()
         t0 = time.monotonic()
         await write_throttle_changelog(b.bootstrap, "r", keys)
         log(f"recovery: {keys} keys written to the changelog in {time.monotonic() - t0:.1f} s")
         env = base_env(b.bootstrap, "r", tmp / "r")
-        w = Worker(env, tmp / "r.log").start()
-        t_mem = await w.ready(timeout=900)
+        w = WorkerProcess(env, tmp / "r.log", loglevel="warning").start()
+        await w.wait_ready(900)
+        t_mem = w.ready_s
         w.stop()
         log(f"recovery: memory store ready in {t_mem:.1f} s with {keys} keys (empty start {t_empty:.1f} s)")
         out["recovery_ready_s"] = result(t_mem, t_empty, "s", keys=keys,
@@ -611,12 +614,14 @@ async def recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
                 "note": "rocksdict not installed (pip install tocsin[rocksdb])"}
             return out
         env_k = base_env(b.bootstrap, "r", tmp / "rk", TOCSIN_TABLE_STORE="rocksdb")
-        first = Worker(env_k, tmp / "rk1.log").start()
-        t_first = await first.ready(timeout=900)  # fills RocksDB from the changelog once
+        first = WorkerProcess(env_k, tmp / "rk1.log", loglevel="warning").start()
+        await first.wait_ready(900)  # fills RocksDB from the changelog once
+        t_first = first.ready_s
         await asyncio.sleep(2)
         first.stop()
-        again = Worker(env_k, tmp / "rk2.log").start()
-        t_rocks = await again.ready(timeout=900)
+        again = WorkerProcess(env_k, tmp / "rk2.log", loglevel="warning").start()
+        await again.wait_ready(900)
+        t_rocks = again.ready_s
         again.stop()
         log(f"recovery: RocksDB store restart ready in {t_rocks:.1f} s (its first start {t_first:.1f} s, "
             f"memory store {t_mem:.1f} s)")
