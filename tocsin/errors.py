@@ -29,7 +29,12 @@ class ConfigError(TocsinError):
 
 
 class RoutingError(ConfigError):
-    pass
+    """``loc``: the key path of the offending key (``("receivers", "email:risk", "failover")``),
+    empty when none is named; ``tocsin check-config`` finds its line in the file."""
+
+    def __init__(self, setting: str, message: str, loc: tuple[int | str, ...] = ()) -> None:
+        super().__init__(setting, message)
+        self.loc = loc
 
 
 class BrokerError(TocsinError):

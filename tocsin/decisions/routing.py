@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
-from .config_model import Table, describe, invalid
+from .config_model import Loc, Table, describe, explain, invalid, path
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
@@ -190,11 +190,11 @@ TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
 RECEIVER_KEYS = tuple(ReceiverFile.model_fields)
 
 
-def _fail(where: str, message: str) -> RoutingError:
-    return RoutingError(_FILE, f"{where}: {message}")
+def _fail(loc: Loc, message: str) -> RoutingError:
+    return RoutingError(_FILE, f"{path(loc)}: {message}", loc)
 
 
-def _receiver(given: ReceiverFile, where: str, base: ReceiverPolicy) -> ReceiverPolicy:
+def _receiver(given: ReceiverFile, where: Loc, base: ReceiverPolicy) -> ReceiverPolicy:
     """``base`` with what ``given`` sets; the checks of values together."""
     own = {k: getattr(given, k) for k in given.model_fields_set}
     if "max_attempts" in own:
@@ -203,9 +203,9 @@ def _receiver(given: ReceiverFile, where: str, base: ReceiverPolicy) -> Receiver
         own["breaker_max_reset_s"] = max(own["breaker_reset_s"], base.breaker_max_reset_s)
     rp = replace(base, **own)
     if rp.max_attempts_set is None and 1 + len(rp.schedule) > 100:
-        raise _fail(f"{where}.backoff_s", "backoff_s and slow_backoff_s: at most 99 steps together")
+        raise _fail((*where, "backoff_s"), "backoff_s and slow_backoff_s: at most 99 steps together")
     if rp.breaker_max_reset_s < rp.breaker_reset_s:
-        raise _fail(f"{where}.breaker_max_reset_s",
+        raise _fail((*where, "breaker_max_reset_s"),
                     f"the longest open period, at least breaker_reset_s ({rp.breaker_reset_s:g})")
     return rp
 
@@ -215,17 +215,32 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
     try:
         f = RoutingFile.model_validate(doc)
     except ValidationError as exc:
-        raise RoutingError(_FILE, describe(exc, RoutingFile)) from None
-    default = _receiver(f.receivers.get("default", ReceiverFile()), "receivers.default", ReceiverPolicy())
+        raise RoutingError(_FILE, describe(exc, RoutingFile), explain(exc, RoutingFile)[0][0]) from None
+    default = _receiver(f.receivers.get("default", ReceiverFile()), ("receivers", "default"), ReceiverPolicy())
     receivers: dict[str, ReceiverPolicy] = {}
     for name, r in f.receivers.items():
         if name == "default":
             continue
         if "allow_mentions" in r.model_fields_set and name.split(":", 1)[0] not in MENTION_CHANNELS:
-            raise _fail(f"receivers.{name}.allow_mentions", f"only for {' and '.join(MENTION_CHANNELS)} destinations")
-        receivers[name] = _receiver(r, f"receivers.{name}", default)
+            raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
+        receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+
+
+def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Every error of a routing document (``tocsin check-config``), each as its key path and
+    ``path: what is expected``: all of the model's, else the first of the checks of values
+    together (``parse_policy``'s); [] when the document is valid."""
+    try:
+        RoutingFile.model_validate(doc)
+    except ValidationError as exc:
+        return [(loc, f"{path(loc)}: {what}" if loc else what) for loc, what in explain(exc, RoutingFile)]
+    try:
+        parse_policy(doc)
+    except RoutingError as exc:
+        return [(exc.loc, str(exc).removeprefix(f"{exc.setting}: "))]
+    return []
 
 
 def default_policy_path() -> Path:

@@ -52,13 +52,19 @@ def redact_url(url: str) -> str:
     return f"{m.group('scheme')}{host}/…"
 
 
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Remove every secret and every URL's path/credentials from a message, and cut it."""
+def mask(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Every secret (of 4 characters or more) in ``text`` replaced by ``<redacted>``, the longest
+    first; nothing else changed (a message's body, shown by ``tocsin route --dry-run``)."""
     out = text
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):  # longest first
         if len(s) >= 4:
             out = out.replace(s, "<redacted>")
-    out = _URL_RE.sub(lambda m: redact_url(m.group(0)), out)
+    return out
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Remove every secret and every URL's path/credentials from a message, and cut it."""
+    out = _URL_RE.sub(lambda m: redact_url(m.group(0)), mask(text, secrets))
     if len(out) > ERROR_MAX:
         out = out[: ERROR_MAX - 3] + "..."
     return out
@@ -109,6 +115,10 @@ class ChannelBase:
 
     def secrets(self) -> list[str]:
         return []
+
+    def target(self) -> str:
+        """Where this destination's messages go, as it may be shown (no secret in it)."""
+        return self.destination
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets())

@@ -32,6 +32,9 @@ class ConsoleChannel(ChannelBase):
         super().__init__(destination)
         self._stream = stream
 
+    def target(self) -> str:
+        return "stdout"
+
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
         try:
             line = render(command)

@@ -114,6 +114,10 @@ class EmailChannel(ChannelBase):
     def secrets(self) -> list[str]:
         return [self.password] if self.password else []
 
+    def target(self) -> str:
+        port = self.port or {"tls": 465, "starttls": 587}.get(self.tls, 25)  # aiosmtplib's defaults
+        return f"SMTP {self.host}:{port} to {', '.join(self.to)}"
+
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
         try:
             msg = build(command, self.sender, self.to)

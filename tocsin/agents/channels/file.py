@@ -17,6 +17,11 @@ from . import text
 from .base import ChannelBase, DeliveryResult, payload_dict
 
 
+def line(command: DeliveryCommand) -> bytes:
+    """The line appended for a notification: its webhook payload as one safe JSON line."""
+    return text.json_line(dumps(payload_dict(command))) + b"\n"
+
+
 class FileChannel(ChannelBase):
     channel = "file"
 
@@ -25,6 +30,9 @@ class FileChannel(ChannelBase):
         self.path = Path(path)
         self._lock = asyncio.Lock()
 
+    def target(self) -> str:
+        return f"append to {self.path}"
+
     def _append(self, line: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as fh:
@@ -32,12 +40,12 @@ class FileChannel(ChannelBase):
 
     async def send(self, command: DeliveryCommand) -> DeliveryResult:
         try:
-            line = text.json_line(dumps(payload_dict(command))) + b"\n"
+            data = line(command)
         except Exception as exc:  # noqa: BLE001 - whatever fails here fails every time
             return self.cannot_build(command, exc)
         try:
             async with self._lock:
-                await asyncio.to_thread(self._append, line)
+                await asyncio.to_thread(self._append, data)
         except OSError as exc:
             return DeliveryResult(False, True, Reason.UNKNOWN, None, self.redact(f"{type(exc).__name__}: {exc}"))
         return DeliveryResult.success()

@@ -32,7 +32,7 @@ import aiohttp
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand, LifecycleAction, LifecycleEvent, delivery_id_for
 from . import text as safe
-from .base import DeliveryResult, payload_dict
+from .base import DeliveryResult, payload_dict, redact_url
 from .http import Answer, HttpChannel
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,9 @@ class PagerDutyChannel(HttpChannel):
 
     def secrets(self) -> list[str]:
         return [self._routing_key] if self._routing_key else []
+
+    def target(self) -> str:
+        return f"POST {redact_url(self.url)}"
 
     def body(self, command: DeliveryCommand) -> bytes:
         return dumps(render(command, self._routing_key))

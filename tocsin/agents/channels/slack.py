@@ -24,7 +24,7 @@ import aiohttp
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text as safe
-from .base import DeliveryResult, payload_dict, url_secrets
+from .base import DeliveryResult, payload_dict, redact_url, url_secrets
 from .http import HttpChannel
 
 SECTION_MAX = 3000  # Slack's limit on a section's text
@@ -100,6 +100,9 @@ class SlackChannel(HttpChannel):
 
     def secrets(self) -> list[str]:
         return url_secrets(self._url)
+
+    def target(self) -> str:
+        return f"POST {redact_url(self._url)}"
 
     def body(self, command: DeliveryCommand) -> bytes:
         return dumps(render(command, self.allow_mentions))

@@ -27,7 +27,7 @@ import aiohttp
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text as safe
-from .base import DeliveryResult, payload_dict
+from .base import DeliveryResult, payload_dict, redact_url
 from .http import Answer, HttpChannel
 
 TEXT_MAX = 4096  # Telegram's limit on a message's text
@@ -73,6 +73,9 @@ class TelegramChannel(HttpChannel):
 
     def secrets(self) -> list[str]:
         return [self._url, self._token] if self._token else []
+
+    def target(self) -> str:
+        return f"POST {redact_url(self._url)} (chat {self.chat_id})"
 
     @property
     def _url(self) -> str:

@@ -14,7 +14,7 @@ import aiohttp
 from ...schemas.codec import dumps
 from ...schemas.messages import DeliveryCommand
 from . import text
-from .base import DeliveryResult, payload_dict, url_secrets
+from .base import DeliveryResult, payload_dict, redact_url, url_secrets
 from .http import USER_AGENT, HttpChannel
 from .signing import sign
 
@@ -31,6 +31,9 @@ class WebhookChannel(HttpChannel):
 
     def secrets(self) -> list[str]:
         return [*url_secrets(self.url), *([self.secret] if self.secret else [])]
+
+    def target(self) -> str:
+        return f"POST {redact_url(self.url)}"
 
     def body(self, command: DeliveryCommand) -> bytes:
         return dumps(payload_dict(command))
