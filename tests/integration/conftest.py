@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,17 @@ from tocsin.infra.clickhouse.ops import TABLES
 from tocsin.infra.clickhouse.store import Store, open_store
 
 from .harness import HttpReceiver, SmtpReceiver, Stack
+
+
+@pytest.fixture(autouse=True)
+def one_bucket_per_test() -> Iterator[None]:
+    """Every ``bucket_time`` of a test in the throttle bucket it started in (test_pipeline.PINNED):
+    a test that crosses a 10-minute boundary must not see its events in two buckets."""
+    from . import test_pipeline
+
+    test_pipeline.PINNED.append(time.time())
+    yield
+    test_pipeline.PINNED.clear()
 
 
 @pytest.fixture

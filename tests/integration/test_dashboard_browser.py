@@ -22,6 +22,7 @@ from playwright.async_api import Page, Request, async_playwright, expect
 from tocsin.schemas import create_alert, dumps
 
 from .harness import Stack, WorkerProcess, produce
+from .test_pipeline import bucket_time
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -45,9 +46,9 @@ needs_chromium = pytest.mark.skipif(
 
 
 def event_time(offset_s: float = 0.0) -> dt.datetime:
-    """Well inside the current 600 s throttle bucket, so every fingerprint is notified."""
-    start = time.time() // 600 * 600
-    return dt.datetime.fromtimestamp(start + 5 + offset_s, dt.UTC)
+    """Well inside the 600 s throttle bucket the test started in, so every fingerprint is
+    notified (``bucket_time``: one bucket for the whole test)."""
+    return bucket_time(offset_s)
 
 
 ALERTS: list[dict[str, Any]] = [

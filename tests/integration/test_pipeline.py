@@ -17,9 +17,15 @@ from .harness import HttpReceiver, SmtpReceiver, Stack, produce, read_topic
 pytestmark = pytest.mark.integration
 
 
+#: the wall-clock time a test started at (conftest's ``one_bucket_per_test``): every
+#: ``bucket_time`` of one test falls in the same throttle bucket, also when the test runs
+#: across a bucket's boundary (events a few minutes old are well within the table's expiry)
+PINNED: list[float] = []
+
+
 def bucket_time(offset_s: float = 0.0, window: int = 600) -> dt.datetime:
-    """A time well inside the current throttle bucket."""
-    now = time.time()
+    """A time well inside the throttle bucket the test started in."""
+    now = PINNED[-1] if PINNED else time.time()
     start = now // window * window
     return dt.datetime.fromtimestamp(start + 5 + offset_s, dt.UTC)
 
