@@ -11,12 +11,47 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..core.settings import Settings, load_settings
 from ..errors import TocsinError
+
+if TYPE_CHECKING:
+    from ..schemas.alert import AlertEvent
+
+# an alert's fields as flags: ``tocsin send`` and ``tocsin route --dry-run`` take the same ones
+TypeFlag = Annotated[str | None, typer.Option("--type", help="alert type, e.g. order_rejected")]
+SeverityFlag = Annotated[str | None, typer.Option("--severity", help="1, 2, 3 or SEV1..SEV3")]
+SummaryFlag = Annotated[str | None, typer.Option("--summary")]
+FingerprintFlag = Annotated[str | None, typer.Option("--fingerprint")]
+AccountIdFlag = Annotated[str | None, typer.Option("--account-id")]
+SymbolFlag = Annotated[str | None, typer.Option("--symbol")]
+StrategyIdFlag = Annotated[str | None, typer.Option("--strategy-id")]
+RunIdFlag = Annotated[str | None, typer.Option("--run-id")]
+DetailsFlag = Annotated[str | None, typer.Option("--details", help="a JSON object")]
+SourceFlag = Annotated[str, typer.Option("--source")]
+ActionFlag = Annotated[str, typer.Option("--action", help="trigger or resolve")]
+ResolvesFlag = Annotated[str | None, typer.Option("--resolves")]
+RequiresActionFlag = Annotated[bool, typer.Option("--requires-action")]
+EventTimestampFlag = Annotated[str | None, typer.Option("--event-timestamp",
+                                                         help="RFC 3339 with offset; default now")]
+
+
+def alert_from_flags(type_: str | None, severity: str | None, summary: str | None, otherwise: str,
+                     details: str | None, **fields: Any) -> AlertEvent:
+    """The alert the flags describe (``fields``: the other flags, by ``create_alert``'s names).
+    Missing ``--type``, ``--severity`` or ``--summary`` fails naming them and ``otherwise`` (the
+    other way to give the event); raises ``ValidationError`` (an invalid alert) and
+    ``json.JSONDecodeError`` (``--details``) for the caller to report."""
+    from ..schemas import create_alert
+
+    missing = [n for n, v in (("--type", type_), ("--severity", severity), ("--summary", summary)) if not v]
+    if missing:
+        fail(f"missing {', '.join(missing)} (or give {otherwise})")
+    assert type_ and severity and summary  # none missing
+    return create_alert(type_, severity, summary, details=json.loads(details) if details else None, **fields)
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Tocsin: alert events in, throttled notifications out.")
@@ -164,26 +199,26 @@ def schema() -> None:
 
 @cli.command()
 def send(
-    type_: str = typer.Option(None, "--type", help="alert type, e.g. order_rejected"),
-    severity: str = typer.Option(None, "--severity", help="1, 2, 3 or SEV1..SEV3"),
-    summary: str = typer.Option(None, "--summary"),
-    fingerprint: str = typer.Option(None, "--fingerprint"),
-    account_id: str = typer.Option(None, "--account-id"),
-    symbol: str = typer.Option(None, "--symbol"),
-    strategy_id: str = typer.Option(None, "--strategy-id"),
-    run_id: str = typer.Option(None, "--run-id"),
-    details: str = typer.Option(None, "--details", help="a JSON object"),
-    source: str = typer.Option("tocsin-cli", "--source"),
-    action: str = typer.Option("trigger", "--action", help="trigger or resolve"),
-    resolves: str = typer.Option(None, "--resolves"),
-    requires_action: bool = typer.Option(False, "--requires-action"),
-    event_timestamp: str = typer.Option(None, "--event-timestamp", help="RFC 3339 with offset; default now"),
+    type_: TypeFlag = None,
+    severity: SeverityFlag = None,
+    summary: SummaryFlag = None,
+    fingerprint: FingerprintFlag = None,
+    account_id: AccountIdFlag = None,
+    symbol: SymbolFlag = None,
+    strategy_id: StrategyIdFlag = None,
+    run_id: RunIdFlag = None,
+    details: DetailsFlag = None,
+    source: SourceFlag = "tocsin-cli",
+    action: ActionFlag = "trigger",
+    resolves: ResolvesFlag = None,
+    requires_action: RequiresActionFlag = False,
+    event_timestamp: EventTimestampFlag = None,
     raw_json: str = typer.Option(None, "--json", help="the whole event as JSON ('-' reads stdin)"),
 ) -> None:
     """Produce one alert event to P.alerts (keyed by its fingerprint)."""
     from pydantic import ValidationError
 
-    from ..schemas import create_alert, dumps
+    from ..schemas import dumps
     from ..schemas.alert import AlertEvent
 
     s = settings_or_fail()
@@ -192,14 +227,11 @@ def send(
             text = sys.stdin.read() if raw_json == "-" else raw_json
             event = AlertEvent.model_validate_json(text)
         else:
-            missing = [n for n, v in (("--type", type_), ("--severity", severity), ("--summary", summary)) if not v]
-            if missing:
-                fail(f"missing {', '.join(missing)} (or give the whole event with --json)")
-            det = json.loads(details) if details else None
-            event = create_alert(type_, severity, summary, fingerprint=fingerprint, account_id=account_id,
-                                 symbol=symbol, strategy_id=strategy_id, run_id=run_id, details=det,
-                                 source=source, action=action, resolves=resolves,
-                                 requires_action=requires_action, event_timestamp=event_timestamp)
+            event = alert_from_flags(type_, severity, summary, "the whole event with --json", details,
+                                     fingerprint=fingerprint, account_id=account_id, symbol=symbol,
+                                     strategy_id=strategy_id, run_id=run_id, source=source, action=action,
+                                     resolves=resolves, requires_action=requires_action,
+                                     event_timestamp=event_timestamp)
     except ValidationError as exc:
         from ..schemas.validate import format_errors
 

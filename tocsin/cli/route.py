@@ -44,12 +44,30 @@ from ..decisions.routing import (
     problems,
 )
 from ..errors import TocsinError
-from ..schemas.alert import create_alert
 from ..schemas.codec import dumps, loads
 from ..schemas.messages import DeliveryCommand, InvalidAlert
 from ..schemas.silence import Silence, iso_millis
 from ..schemas.validate import InputLimits, format_errors, validate_raw
-from .main import cli, fail, settings_or_fail
+from .main import (
+    AccountIdFlag,
+    ActionFlag,
+    DetailsFlag,
+    EventTimestampFlag,
+    FingerprintFlag,
+    RequiresActionFlag,
+    ResolvesFlag,
+    RunIdFlag,
+    SeverityFlag,
+    SourceFlag,
+    StrategyIdFlag,
+    SummaryFlag,
+    SymbolFlag,
+    TypeFlag,
+    alert_from_flags,
+    cli,
+    fail,
+    settings_or_fail,
+)
 
 #: the webhook's headers made when it is sent (its signature and the time signed)
 AT_SEND = ("X-Tocsin-Timestamp", "X-Tocsin-Signature")
@@ -272,20 +290,20 @@ def route_cmd(
     event_file: str = typer.Argument(None, metavar="EVENT.json",
                                      help="the event as JSON: a file, or '-' to read stdin (or the flags below)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="preview only; required (this command never sends)"),
-    type_: str = typer.Option(None, "--type", help="alert type, e.g. order_rejected"),
-    severity: str = typer.Option(None, "--severity", help="1, 2, 3 or SEV1..SEV3"),
-    summary: str = typer.Option(None, "--summary"),
-    fingerprint: str = typer.Option(None, "--fingerprint"),
-    account_id: str = typer.Option(None, "--account-id"),
-    symbol: str = typer.Option(None, "--symbol"),
-    strategy_id: str = typer.Option(None, "--strategy-id"),
-    run_id: str = typer.Option(None, "--run-id"),
-    details: str = typer.Option(None, "--details", help="a JSON object"),
-    source: str = typer.Option("tocsin-cli", "--source"),
-    action: str = typer.Option("trigger", "--action", help="trigger or resolve"),
-    resolves: str = typer.Option(None, "--resolves"),
-    requires_action: bool = typer.Option(False, "--requires-action"),
-    event_timestamp: str = typer.Option(None, "--event-timestamp", help="RFC 3339 with offset; default now"),
+    type_: TypeFlag = None,
+    severity: SeverityFlag = None,
+    summary: SummaryFlag = None,
+    fingerprint: FingerprintFlag = None,
+    account_id: AccountIdFlag = None,
+    symbol: SymbolFlag = None,
+    strategy_id: StrategyIdFlag = None,
+    run_id: RunIdFlag = None,
+    details: DetailsFlag = None,
+    source: SourceFlag = "tocsin-cli",
+    action: ActionFlag = "trigger",
+    resolves: ResolvesFlag = None,
+    requires_action: RequiresActionFlag = False,
+    event_timestamp: EventTimestampFlag = None,
     silences_file: Path = typer.Option(None, "--silences", metavar="FILE.json",
                                        help="silences as GET /api/v2/silences returns them (a JSON list)"),
     routing_file: Path = typer.Option(None, "--routing-file",
@@ -309,14 +327,12 @@ def route_cmd(
         except OSError as exc:
             fail(f"{event_file}: cannot read it: {exc.strerror or exc}")
     else:
-        missing = [n for n, v in (("--type", type_), ("--severity", severity), ("--summary", summary)) if not v]
-        if missing:
-            fail(f"missing {', '.join(missing)} (or give the event as EVENT.json)")
         try:
-            event = create_alert(type_, severity, summary, fingerprint=fingerprint, account_id=account_id,
-                                 symbol=symbol, strategy_id=strategy_id, run_id=run_id,
-                                 details=json.loads(details) if details else None, source=source, action=action,
-                                 resolves=resolves, requires_action=requires_action, event_timestamp=event_timestamp)
+            event = alert_from_flags(type_, severity, summary, "the event as EVENT.json", details,
+                                     fingerprint=fingerprint, account_id=account_id, symbol=symbol,
+                                     strategy_id=strategy_id, run_id=run_id, source=source, action=action,
+                                     resolves=resolves, requires_action=requires_action,
+                                     event_timestamp=event_timestamp)
         except ValidationError as exc:
             _invalid(format_errors(exc), as_json)
         except json.JSONDecodeError as exc:
