@@ -36,8 +36,9 @@ from faust.types import TP
 
 from ..core import metrics
 from ..core.silences import wait_loaded
+from ..decisions import preferences
 from ..decisions.backoff import Backoff, Failure, retry
-from ..decisions.routing import route
+from ..decisions.routing import route, route_to
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
 from ..infra import faust_compat
@@ -174,8 +175,13 @@ class Throttle:
         self.outcomes[verdict.outcome] += 1
         alert = event.model_dump(mode="python")
         destinations: list[str] = []
+        reason = verdict.reason
         if verdict.notifies:
-            for r in self.routes(event.severity, event.type):
+            routes = self.routes(event.severity, event.type)
+            if self.rt.policy.recipients:
+                routes, said = self.preferred(routes, event)
+                reason = f"{reason}; {said}" if said else reason
+            for r in routes:
                 did = delivery_id_for(verdict.dedupe_key, r.receiver, r.destination)
                 cmd = command_record(did, alert, verdict.dedupe_key, r.receiver, r.destination,
                                      r.max_attempts, list(r.backoff_s), verdict.suppressed_count,
@@ -183,10 +189,23 @@ class Throttle:
                 destinations.append(r.destination)
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
-                                   verdict.outcome, verdict.reason, verdict.window_start,
+                                   verdict.outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
         out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
+
+    def preferred(self, routes: list[Any], event: AlertEvent) -> tuple[list[Any], str]:
+        """``routes`` as the recipients' preferences leave them at the event's time
+        (decisions/preferences.py), and why they changed ("" when they did not)."""
+        view = self.rt.preferences
+        applied = preferences.apply([r.destination for r in routes], self.rt.policy.recipients, event.severity,
+                                    event.type, event.event_timestamp, is_recovery=event.is_recovery,
+                                    enabled=self.enabled, versions=view.versions if view is not None else None)
+        if not applied.changes:
+            return routes, ""
+        by_name = {r.destination: r for r in routes}
+        return ([by_name.get(d) or route_to(d, self.rt.policy, self.enabled) for d in applied.destinations],
+                applied.reason)
 
     def silenced(self, event: AlertEvent) -> str | None:
         """The silence muting ``event`` at its event time, if any (core/silences.py)."""

@@ -3,17 +3,21 @@ policy and failover chain. Pure over plain values; the policy is loaded from TOM
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .preferences import Preferences, QuietHours, Recipient, Rule, zone
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
@@ -70,6 +74,8 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: people and teams with their preferences (``[recipients.<name>]``: decisions/preferences.py)
+    recipients: tuple[Recipient, ...] = ()
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -169,6 +175,116 @@ class IngestFile(Table):
     alertmanager: MappingFile | None = Field(default=None, description="expected a table")
 
 
+# ---------------------------------------------------------- recipients' preferences (preferences.py)
+
+
+def _hh_mm(value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise invalid("a local time as \"HH:MM\" (00:00..23:59)")
+    return dt.time(int(value[:2]), int(value[3:]))
+
+
+def _time_zone(name: Any) -> str:
+    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
+        raise invalid("an IANA time zone name, such as \"Europe/Berlin\" or \"UTC\"")
+    try:
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid("an IANA time zone name, such as \"Europe/Berlin\" or \"UTC\"") from None
+    return name
+
+
+def _channel(name: Any) -> str:
+    if name not in CHANNELS:
+        raise invalid("a channel: {known}", known=", ".join(CHANNELS))
+    return str(name)
+
+
+LocalTime = Annotated[dt.time, BeforeValidator(_hh_mm)]
+
+
+class RuleFile(Table):
+    """An ``opt_in`` or ``opt_out`` rule (preferences.Rule)."""
+
+    severities: tuple[Annotated[int, BeforeValidator(_severity)], ...] = Field(
+        default=(), description="a list of severities, each 1, 2 or 3")
+    types: tuple[Annotated[str, Strict(), Field(min_length=1, max_length=64)], ...] = Field(
+        default=(), description="a list of alert types")
+    channels: tuple[Annotated[str, BeforeValidator(_channel)], ...] = Field(
+        default=(), description=f"a list of channels, each one of {', '.join(CHANNELS)}")
+    destinations: Destinations = ()
+
+    def rule(self) -> Rule:
+        return Rule(frozenset(self.severities), frozenset(self.types), frozenset(self.channels), self.destinations)
+
+
+class QuietHoursFile(Table):
+    start: LocalTime
+    end: LocalTime
+
+
+class PreferencesFile(Table):
+    """What a recipient prefers; the body of ``PUT /api/preferences/{name}`` too."""
+
+    time_zone: Annotated[str, BeforeValidator(_time_zone)] = "UTC"
+    quiet_hours: QuietHoursFile | None = Field(default=None, description="expected a table: start and end, \"HH:MM\"")
+    opt_in: tuple[RuleFile, ...] = Field(default=(), description="expected a list of tables")
+    opt_out: tuple[RuleFile, ...] = Field(default=(), description="expected a list of tables")
+
+    def preferences(self) -> Preferences:
+        q = self.quiet_hours
+        return Preferences(self.time_zone, QuietHours(q.start, q.end) if q else None,
+                           tuple(r.rule() for r in self.opt_in), tuple(r.rule() for r in self.opt_out))
+
+
+class RecipientFile(PreferencesFile):
+    """``[recipients.<name>]``: a person's or a team's destinations and preferences."""
+
+    kind: Literal["person", "team"] = Field(default="person", description="\"person\" or \"team\"")
+    destinations: Annotated[tuple[Destination, ...], Field(min_length=1, description="a non-empty list of destinations")]
+
+
+def _recipient_name(name: Any) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        raise invalid("a recipient's name: letters, digits, _ . @ - (64 at most)")
+    return name
+
+
+RecipientName = Annotated[str, BeforeValidator(_recipient_name)]
+
+
+def check_preferences(prefs: PreferencesFile, destinations: Iterable[str], where: Loc) -> RoutingError | None:
+    """The checks of values together: an opt-in or opt-out names only the recipient's own
+    destinations (an API caller never sends alerts anywhere the routing file does not say)."""
+    own = set(destinations)
+    for kind in ("opt_in", "opt_out"):
+        for i, rule in enumerate(getattr(prefs, kind)):
+            for j, d in enumerate(rule.destinations):
+                if d not in own:
+                    return _fail((*where, kind, i, "destinations", j),
+                                 f"{d} is not one of this recipient's destinations ({', '.join(sorted(own))})")
+            if kind == "opt_in" and not rule.destinations:
+                return _fail((*where, kind, i, "destinations"), "an opt_in names the destinations it adds")
+    return None
+
+
+def _recipients(given: Mapping[str, RecipientFile]) -> tuple[Recipient, ...]:
+    owner: dict[str, str] = {}
+    out = []
+    for name, r in given.items():
+        where: Loc = ("recipients", name)
+        for i, d in enumerate(r.destinations):
+            if d in owner:
+                raise _fail((*where, "destinations", i), f"{d} is already {owner[d]}'s: a destination has one owner")
+            owner[d] = name
+        if (err := check_preferences(r, r.destinations, where)) is not None:
+            raise err
+        out.append(Recipient(name, r.kind, r.destinations, r.preferences()))
+    return tuple(out)
+
+
 class RoutingFile(Table):
     """The routing file (``TOCSIN_ROUTING_FILE``); every table defaults to empty."""
 
@@ -184,6 +300,8 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    recipients: dict[RecipientName, Annotated[RecipientFile, Field(description="expected a table")]] = Field(
+        default_factory=dict, description="expected a table of recipient name = its destinations and preferences")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -225,7 +343,8 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
-    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
+                         _recipients(f.recipients))
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:
@@ -291,10 +410,14 @@ def route(
             wanted.append(name)
     if not wanted:
         wanted.append("console:default")
-    routes = []
-    for name in wanted:
-        rp = policy.policy_for(name)
-        chain = rp.failover if rp.failover is not None else default_failover(name)
-        failover = tuple(d for d in chain if d in enabled_set and d != name)
-        routes.append(Route(name, name, rp.max_attempts, rp.schedule, failover))
-    return routes
+    return [route_to(name, policy, enabled_set) for name in wanted]
+
+
+def route_to(name: str, policy: RoutingPolicy, enabled: Iterable[str]) -> Route:
+    """The route to destination ``name``: its receiver's policy and failover chain (the enabled
+    destinations of it)."""
+    enabled_set = set(enabled) | {"console:default"}
+    rp = policy.policy_for(name)
+    chain = rp.failover if rp.failover is not None else default_failover(name)
+    failover = tuple(d for d in chain if d in enabled_set and d != name)
+    return Route(name, name, rp.max_attempts, rp.schedule, failover)
