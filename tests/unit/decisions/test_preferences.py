@@ -227,3 +227,15 @@ def test_only_her_own_enabled_destinations_are_added_and_never_nothing(
     assert set(got.destinations) - set(r) <= (set(ALICE) & ENABLED) | {"console:default"}
     others = [d for d in r if d not in ALICE]  # not hers: never touched
     assert others == [d for d in got.destinations if d not in ALICE and d != "console:default"]
+
+
+def test_the_dry_run_applies_the_routing_files_preferences() -> None:
+    from tocsin.decisions.preview import preview
+    from tocsin.schemas import create_alert
+
+    policy = parse_policy({"severity": {"2": ["webhook:default", "slack:alice"]}, **FILE})
+    ev = create_alert("disk_full", 2, "disk", account_id="a", event_timestamp=at(21, 30))  # 22:30 in Berlin
+    p = preview(ev, policy, {"webhook:default", "slack:alice"}, 600, at(21, 30))
+    assert [d.route.destination for d in p.deliveries] == ["webhook:default"]
+    assert p.decision["reason"] == ("first in window; preferences: slack:alice removed "
+                                    "(alice's quiet hours 22:00-07:00 Europe/Berlin)")
