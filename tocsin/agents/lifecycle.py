@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 #: Tocsin's own messages: their alert's details were sanitized once already (schemas/alert.py)
 INTERNAL = {"internal": True}
 
+#: the decision reason a status keeps (the decision record keeps all of it)
+REASON_MAX = 200
+
 ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED = "active", "acknowledged", "resolved", "dismissed"
 STATUSES = (ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED)
 _BY_ACTION = {LifecycleAction.ACKNOWLEDGE: ACKNOWLEDGED, LifecycleAction.RESOLVE: RESOLVED,
@@ -91,6 +94,8 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
         s.update(last_seen=seen, alert_id=str(a.alert_id), type=a.type, severity=a.severity,
                  summary=a.summary, entity=a.entity.model_dump(exclude_none=True), source=a.source,
                  requires_action=a.requires_action)
+        # why the latest alert was or was not notified (the dashboard shows it)
+        s.update(outcome=d.outcome.value, reason=d.reason[:REASON_MAX])
     if d.outcome is not Outcome.SUPPRESS and d.outcome is not Outcome.SILENCED and newest:
         s["notified_alert_id"] = str(a.alert_id)  # the alert whose deliveries to show
     paged = [x for x in d.destinations if x.startswith("pagerduty:")]

@@ -95,6 +95,10 @@ def register(rt: Any) -> None:
         return
     api.register(rt)
 
+    from . import charts
+
+    charts.register(rt)
+
     try:
         from . import dashboard
     except ImportError:
