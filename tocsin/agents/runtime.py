@@ -50,6 +50,8 @@ class Runtime:
     store: Store | None = None
     #: every silence, read from ``P.silences`` (core/silences.py; set by streams/silences.py)
     silences: SilenceView | None = None
+    #: every one-off maintenance window, read from ``P.maintenance`` (set by web/maintenance.py)
+    maintenance: SilenceView | None = None
     #: the worker has joined the group and recovered its tables once (streams/app.py)
     started: bool = False
 

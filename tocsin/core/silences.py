@@ -33,8 +33,10 @@ class SilenceView:
     """Every version of every silence, by id, in the topic's order (``versions``), and the same
     compiled for the throttle (``index``)."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, model: type[Silence] = Silence) -> None:
         self.topic = topic
+        #: what each message is read as (a ``MaintenanceWindow`` for ``P.maintenance``)
+        self.model = model
         self.versions: dict[str, list[Silence]] = {}
         self.index = rules.SilenceIndex()
         self.positions: dict[int, int] = {}  # partition -> next offset to read
@@ -53,11 +55,11 @@ class SilenceView:
         try:
             if value is None:
                 raise ValueError("no value (a tombstone)")
-            self.apply(Silence.model_validate(loads(value)))
+            self.apply(self.model.model_validate(loads(value)))
         except (ValidationError, ValueError, TypeError) as exc:
             if (partition, offset) not in self._bad:
                 self._bad.add((partition, offset))
-                log.warning("%s/%d@%d is not a silence, ignored: %s", self.topic, partition, offset,
+                log.warning("%s/%d@%d is not a %s, ignored: %s", self.topic, partition, offset, self.model.__name__,
                             str(exc).replace("\n", " ")[:300])
         self.positions[partition] = offset + 1
 

@@ -14,7 +14,9 @@ from pydantic import BeforeValidator, Field, Strict, ValidationError
 from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
+from .timeinterval import NamedIntervalFile, named_intervals
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -70,6 +72,8 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: recurring maintenance windows (``[[time_intervals]]``, ``[[maintenance]]``: decisions/maintenance.py)
+    maintenance: MaintenancePolicy = NO_MAINTENANCE
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -184,6 +188,11 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    # maintenance windows (decisions/timeinterval.py, decisions/maintenance.py)
+    time_intervals: tuple[Annotated[NamedIntervalFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[time_intervals]]: name, time_intervals)")
+    maintenance: tuple[Annotated[MaintenanceFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[maintenance]]: time_intervals, matchers)")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -225,7 +234,13 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
-    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+    intervals, twice = named_intervals(f.time_intervals)
+    if twice is not None:
+        raise _fail(twice, "a name given to two [[time_intervals]]")
+    maintenance, unknown = maintenance_policy(intervals, f.maintenance)
+    if unknown is not None:
+        raise _fail(*unknown)
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping, maintenance)
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -105,6 +105,10 @@ def register(rt: Any) -> None:
 
     silences.register(rt)
 
+    from . import maintenance
+
+    maintenance.register(rt)
+
     from . import ingest
 
     ingest.register(rt)
