@@ -8,6 +8,7 @@ import getpass
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -123,5 +124,5 @@ def list_(
 def expire(window_id: list[str] = typer.Argument(..., help="the windows' ids"), url: str = UrlFlag) -> None:
     """End maintenance windows now (a pending one never begins)."""
     for wid in window_id:
-        _request(url, "DELETE", f"/api/maintenance/{urllib.request.quote(wid, safe='')}")
+        _request(url, "DELETE", f"/api/maintenance/{urllib.parse.quote(wid, safe='')}")
         typer.echo(f"expired {wid}")
