@@ -54,6 +54,8 @@ class Runtime:
     #: people's preferences set through the API, read from ``P.preferences`` (core/preferences.py;
     #: set by web/preferences.py)
     preferences: PreferenceView | None = None
+    #: every one-off maintenance window, read from ``P.maintenance`` (set by web/maintenance.py)
+    maintenance: SilenceView | None = None
     #: the worker has joined the group and recovered its tables once (streams/app.py)
     started: bool = False
 

@@ -38,6 +38,7 @@ from ..core import metrics
 from ..core.silences import wait_loaded
 from ..decisions import preferences
 from ..decisions.backoff import Backoff, Failure, retry
+from ..decisions.maintenance import muted_verdict
 from ..decisions.routing import route, route_to
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
@@ -55,6 +56,7 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .maintenance import Maintenance
 from .reader import PartitionReader
 from .runtime import Runtime
 
@@ -92,6 +94,7 @@ class Throttle:
         self.outcomes = {o: 0 for o in Outcome}
         self._alerts_ok: bool | None = None
         self.invalid = 0
+        self.maintenance = Maintenance(rt, self.notified_before)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -167,7 +170,10 @@ class Throttle:
         if state is None and not event.is_recovery:
             prev = self.table.previous(fp, ts)
             previous = prev.suppressed if prev else 0
-        verdict = decide(state, event, self.window, previous, self.silenced(event))
+        silenced = self.silenced(event)
+        muted = None if silenced is not None else self.maintenance.muted(event)
+        verdict = (decide(state, event, self.window, previous, silenced) if muted is None
+                   else muted_verdict(state, event, self.window, muted))
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
@@ -258,6 +264,7 @@ class HotReader(PartitionReader):
     async def started(self) -> None:
         self.sender = BatchSender(faust_compat.aiokafka_producer(self.app))
         await wait_loaded(self.rt.silences)  # decide knowing every silence set before this worker started
+        await wait_loaded(self.rt.maintenance)  # and every one-off maintenance window
 
     def reset(self) -> None:
         self.positions.clear()

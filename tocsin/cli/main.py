@@ -280,7 +280,7 @@ def send(
 def _register_optional() -> None:
     """Commands built in their own modules (ClickHouse, replay, DLQ, bench, route and check-config)."""
     for mod in ("tocsin.cli.replay", "tocsin.cli.dlq", "tocsin.cli.store",
-                "tocsin.cli.bench", "tocsin.cli.route"):
+                "tocsin.cli.bench", "tocsin.cli.route", "tocsin.cli.maintenance"):
         try:
             __import__(mod)
         except ImportError as exc:

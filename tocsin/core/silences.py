@@ -34,8 +34,12 @@ class SilenceView(TopicView):
 
     what = "silences"
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, model: type[Silence] = Silence) -> None:
         super().__init__(topic)
+        #: what each message is read as (a ``MaintenanceWindow`` for ``P.maintenance``)
+        self.model = model
+        if model is not Silence:
+            self.what = model.__name__.lower()
         self.versions: dict[str, list[Silence]] = {}
         self.index = rules.SilenceIndex()
         self._bad: set[tuple[int, int]] = set()
@@ -51,11 +55,11 @@ class SilenceView(TopicView):
         try:
             if value is None:
                 raise ValueError("no value (a tombstone)")
-            self.apply(Silence.model_validate(loads(value)))
+            self.apply(self.model.model_validate(loads(value)))
         except (ValidationError, ValueError, TypeError) as exc:
             if (partition, offset) not in self._bad:
                 self._bad.add((partition, offset))
-                log.warning("%s/%d@%d is not a silence, ignored: %s", self.topic, partition, offset,
+                log.warning("%s/%d@%d is not a %s, ignored: %s", self.topic, partition, offset, self.model.__name__,
                             str(exc).replace("\n", " ")[:300])
         self.positions[partition] = offset + 1
 

@@ -13,6 +13,7 @@
 | lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |
 | silences         | P.silences                 | silence id   | Silence (one version)  |
 | preferences      | P.preferences              | person       | a person's preferences set through the API (one version; core/preferences.py) |
+| maintenance      | P.maintenance              | window id    | MaintenanceWindow (one version) |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "lifecycle": f"{prefix}.lifecycle",
         "silences": f"{prefix}.silences",
         "preferences": f"{prefix}.preferences",
+        "maintenance": f"{prefix}.maintenance",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -58,11 +60,12 @@ class Topics:
     lifecycle: faust.TopicT
     silences: faust.TopicT
     preferences: faust.TopicT
+    maintenance: faust.TopicT
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
                 self.retry, self.attempts, self.dlq, self.lifecycle, self.silences,
-                self.preferences]
+                self.preferences, self.maintenance]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -91,6 +94,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         lifecycle=t("lifecycle"),
         silences=t("silences"),
         preferences=t("preferences"),
+        maintenance=t("maintenance"),
     )
 
 

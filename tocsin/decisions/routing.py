@@ -17,8 +17,10 @@ from pydantic import BeforeValidator, Field, Strict, ValidationError
 from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
 from .preferences import Preferences, QuietHours, Recipient, Rule, zone
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
+from .timeinterval import NamedIntervalFile, named_intervals
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -76,6 +78,8 @@ class RoutingPolicy:
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
     #: people and teams with their preferences (``[recipients.<name>]``: decisions/preferences.py)
     recipients: tuple[Recipient, ...] = ()
+    #: recurring maintenance windows (``[[time_intervals]]``, ``[[maintenance]]``: decisions/maintenance.py)
+    maintenance: MaintenancePolicy = NO_MAINTENANCE
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -302,6 +306,11 @@ class RoutingFile(Table):
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
     recipients: dict[RecipientName, Annotated[RecipientFile, Field(description="expected a table")]] = Field(
         default_factory=dict, description="expected a table of recipient name = its destinations and preferences")
+    # maintenance windows (decisions/timeinterval.py, decisions/maintenance.py)
+    time_intervals: tuple[Annotated[NamedIntervalFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[time_intervals]]: name, time_intervals)")
+    maintenance: tuple[Annotated[MaintenanceFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[maintenance]]: time_intervals, matchers)")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -343,8 +352,14 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
+    intervals, twice = named_intervals(f.time_intervals)
+    if twice is not None:
+        raise _fail(twice, "a name given to two [[time_intervals]]")
+    maintenance, unknown = maintenance_policy(intervals, f.maintenance)
+    if unknown is not None:
+        raise _fail(*unknown)
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
-                         _recipients(f.recipients))
+                         recipients=_recipients(f.recipients), maintenance=maintenance)
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

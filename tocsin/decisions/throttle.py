@@ -72,7 +72,8 @@ class Verdict:
 
     @property
     def notifies(self) -> bool:
-        return self.outcome is not Outcome.SUPPRESS and self.outcome is not Outcome.SILENCED
+        return self.outcome is not Outcome.SUPPRESS and self.outcome is not Outcome.SILENCED \
+            and self.outcome is not Outcome.MUTED
 
 
 def bucket_of(epoch_s: float, window_s: int) -> int:

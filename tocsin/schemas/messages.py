@@ -28,6 +28,8 @@ class Outcome(str, enum.Enum):
     BYPASS = "bypass"
     #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
     SILENCED = "silenced"
+    #: muted by a maintenance window (decisions/maintenance.py); the reason names the window
+    MUTED = "muted"
 
 
 class Decision(BaseModel):

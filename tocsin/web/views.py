@@ -112,6 +112,9 @@ def register(rt: Any) -> None:
     from . import preferences
 
     preferences.register(rt)
+    from . import maintenance
+
+    maintenance.register(rt)
 
     from . import ingest
 
