@@ -15,6 +15,7 @@ from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
+from .windows import DEFAULT_WINDOWS, DigestsFile, ThrottleFile, WindowPolicy, window_policy
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -70,6 +71,8 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: per-type throttle windows and digests (``[throttle]``, ``[digests]``: decisions/windows.py)
+    windows: WindowPolicy = DEFAULT_WINDOWS
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -184,6 +187,9 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    # per-type throttle windows and digests (decisions/windows.py)
+    throttle: ThrottleFile = Field(default_factory=ThrottleFile, description="expected a table")
+    digests: DigestsFile = Field(default_factory=DigestsFile, description="expected a table")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -225,7 +231,8 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
-    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
+                         window_policy(f.throttle, f.digests))
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:
