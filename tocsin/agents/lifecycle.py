@@ -83,6 +83,8 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
     """A valid alert's decision folded into its fingerprint's status."""
     a = d.alert
     s = dict(status) if status else empty_status(a.fingerprint)
+    if d.outcome is Outcome.DIGEST:  # the end of a window, not an occurrence (decisions/windows.py)
+        return s
     seen = _iso(a.event_timestamp)
     s["occurrences"] += 1
     if d.outcome is Outcome.SUPPRESS:

@@ -24,7 +24,8 @@ from ..core import metrics
 from ..errors import OutboxStopped, RecordRefused
 from ..schemas.messages import DeliveryCommand
 from .common import decode, keep_bad
-from .outbox import record
+from .digest import Digests
+from .outbox import Record, record
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def register(rt: Runtime) -> None:
     heap: list[tuple[float, int, DeliveryCommand, Any]] = []
     seq = itertools.count()
     wake = asyncio.Event()
+    digests = Digests(rt)
 
     async def release_due() -> None:
         """Re-publish every due command at once, then acknowledge their events: only once the
@@ -49,13 +51,19 @@ def register(rt: Runtime) -> None:
         the broker refuses for good is kept on the DLQ instead."""
         now = dt.datetime.now(dt.UTC).timestamp()
         due: list[tuple[DeliveryCommand, Any]] = []
+        extra: list[Record] = []
         while heap and heap[0][0] <= now:
             _, _, cmd, event = heapq.heappop(heap)
             due.append((cmd, event))
         if due:
-            records = [record(rt.topics.deliveries[cmd.channel].get_topic_name(), cmd.delivery_id,
-                              cmd.model_copy(update={"not_before": None, "waiting_for": None}))
-                       for cmd, _ in due]
+            records = []
+            for cmd, _ in due:
+                if cmd.digest is not None:  # a window's digest: its count read now, its decision
+                    cmd, decided = digests.fire(cmd, dt.datetime.now(dt.UTC))
+                    extra.extend(decided)
+                records.append(record(rt.topics.deliveries[cmd.channel].get_topic_name(), cmd.delivery_id,
+                                      cmd.model_copy(update={"not_before": None, "waiting_for": None})))
+            records += extra
             refused: dict[int, BaseException] = {}
             try:
                 await rt.outbox.send_many(records)

@@ -42,6 +42,14 @@ from ..decisions.maintenance import muted_verdict
 from ..decisions.routing import route, route_to
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
+from ..decisions.windows import (
+    DEFAULT_WINDOWS,
+    WindowPolicy,
+    default_window,
+    window_for,
+    window_lengths,
+    window_tag,
+)
 from ..infra import faust_compat
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
@@ -56,6 +64,7 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .digest import Digests
 from .maintenance import Maintenance
 from .reader import PartitionReader
 from .runtime import Runtime
@@ -76,12 +85,19 @@ SEND_BACKOFF = Backoff(0.1, 5.0)
 class Throttle:
     """Decides one event at a time and collects what to send."""
 
+    #: the routing file's per-type windows and digests (set from the policy in __init__)
+    policy_windows: WindowPolicy = DEFAULT_WINDOWS
+
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
         self.rt = rt
         self.table = rt.tables.throttle
         self.changelog_name = self.table.table.changelog_topic.get_topic_name()
-        self.window = s.throttle_window_s
+        self.policy_windows = rt.policy.windows
+        #: the default window (the routing file's [throttle] default_s, else the setting) and
+        #: the digests (decisions/windows.py, agents/digest.py)
+        self.window = default_window(self.policy_windows, s.throttle_window_s)
+        self.digests = Digests(rt)
         self.partitions = s.partitions
         self.limits = InputLimits(max_message_bytes=s.max_message_bytes, max_future_skew_s=s.max_future_skew_s)
         self.alerts_name = rt.topics.alerts.get_topic_name()
@@ -165,17 +181,19 @@ class Throttle:
     def decide(self, event: AlertEvent, out: Outgoing, now: dt.datetime, partition: int) -> None:
         ts = event.epoch
         fp = event.fingerprint
-        state = self.table.get(fp, ts)
+        window = window_for(self.policy_windows, event.type, self.window)  # per type
+        state = self.table.get(fp, ts, window)
         previous = 0
         if state is None and not event.is_recovery:
-            prev = self.table.previous(fp, ts)
+            prev = self.table.previous(fp, ts, window)
             previous = prev.suppressed if prev else 0
         silenced = self.silenced(event)
         muted = None if silenced is not None else self.maintenance.muted(event)
-        verdict = (decide(state, event, self.window, previous, silenced) if muted is None
-                   else muted_verdict(state, event, self.window, muted))
+        tag = window_tag(window, self.window)
+        verdict = (decide(state, event, window, previous, silenced, window_tag=tag) if muted is None
+                   else muted_verdict(state, event, window, muted, window_tag=tag))
         if verdict.new_state is not None:
-            for key, value in self.table.store(fp, ts, verdict.new_state, partition):
+            for key, value in self.table.store(fp, ts, verdict.new_state, partition, window):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
                 out.append((self.changelog_name, orjson.dumps(key), orjson.dumps(value), partition))
         self.outcomes[verdict.outcome] += 1
@@ -194,6 +212,8 @@ class Throttle:
                                      list(r.failover), now)
                 destinations.append(r.destination)
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
+        if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
+            self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
                                    verdict.outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
@@ -223,9 +243,13 @@ class Throttle:
     def notified_before(self, event: AlertEvent) -> bool:
         """Whether a firing of the fingerprint a recovery resolves was notified in a window the
         table still keeps (TOCSIN_THROTTLE_EXPIRES_S): a window holds state only then."""
-        target, ts, window = event.resolves or event.fingerprint, event.epoch, self.window
-        kept = max(self.rt.settings.throttle_expires_s, window * 2) // window + 1
-        return any(self.table.get(target, ts - k * window) is not None for k in range(kept))
+        target, ts = event.resolves or event.fingerprint, event.epoch
+        expires = self.rt.settings.throttle_expires_s
+        for window in window_lengths(self.policy_windows, self.window):  # the problem's type is not known
+            kept = max(expires, window * 2) // window + 1
+            if any(self.table.get(target, ts - k * window, window) is not None for k in range(kept)):
+                return True
+        return False
 
     def flush_metrics(self) -> None:
         for o, n in self.outcomes.items():

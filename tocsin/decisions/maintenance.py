@@ -107,10 +107,11 @@ def muted_by(policy: MaintenancePolicy, alert: AlertEvent, at: dt.datetime,
     return reason
 
 
-def muted_verdict(state: WindowState | None, event: AlertEvent, window_s: int, reason: str) -> Verdict:
+def muted_verdict(state: WindowState | None, event: AlertEvent, window_s: int, reason: str,
+                  window_tag: str = "") -> Verdict:
     """The throttle's verdict for an event a window mutes: ``muted`` with ``reason``, the window
     untouched (as a silence leaves it), so the first alert after the window is notified."""
-    return replace(decide(state, event, window_s, silenced_by=reason), outcome=Outcome.MUTED)
+    return replace(decide(state, event, window_s, silenced_by=reason, window_tag=window_tag), outcome=Outcome.MUTED)
 
 
 # ------------------------------------------------------------------ the routing file's table

@@ -21,6 +21,7 @@ from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, mai
 from .preferences import Preferences, QuietHours, Recipient, Rule, zone
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 from .timeinterval import NamedIntervalFile, named_intervals
+from .windows import DEFAULT_WINDOWS, DigestsFile, ThrottleFile, WindowPolicy, window_policy
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -80,6 +81,8 @@ class RoutingPolicy:
     recipients: tuple[Recipient, ...] = ()
     #: recurring maintenance windows (``[[time_intervals]]``, ``[[maintenance]]``: decisions/maintenance.py)
     maintenance: MaintenancePolicy = NO_MAINTENANCE
+    #: per-type throttle windows and digests (``[throttle]``, ``[digests]``: decisions/windows.py)
+    windows: WindowPolicy = DEFAULT_WINDOWS
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -311,6 +314,9 @@ class RoutingFile(Table):
         default=(), description="expected a list of tables ([[time_intervals]]: name, time_intervals)")
     maintenance: tuple[Annotated[MaintenanceFile, Field(description="expected a table")], ...] = Field(
         default=(), description="expected a list of tables ([[maintenance]]: time_intervals, matchers)")
+    # per-type throttle windows and digests (decisions/windows.py)
+    throttle: ThrottleFile = Field(default_factory=ThrottleFile, description="expected a table")
+    digests: DigestsFile = Field(default_factory=DigestsFile, description="expected a table")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -359,7 +365,8 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
     if unknown is not None:
         raise _fail(*unknown)
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
-                         recipients=_recipients(f.recipients), maintenance=maintenance)
+                         recipients=_recipients(f.recipients), maintenance=maintenance,
+                         windows=window_policy(f.throttle, f.digests))
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:
