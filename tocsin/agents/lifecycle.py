@@ -91,7 +91,7 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
         s.update(last_seen=seen, alert_id=str(a.alert_id), type=a.type, severity=a.severity,
                  summary=a.summary, entity=a.entity.model_dump(exclude_none=True), source=a.source,
                  requires_action=a.requires_action)
-    if d.outcome is not Outcome.SUPPRESS and d.outcome is not Outcome.SILENCED and newest:
+    if d.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.INHIBITED) and newest:
         s["notified_alert_id"] = str(a.alert_id)  # the alert whose deliveries to show
     paged = [x for x in d.destinations if x.startswith("pagerduty:")]
     if paged:  # an on-call action on it is relayed there (channels/pagerduty.py)
@@ -126,7 +126,7 @@ def fold(status: dict[str, Any] | None, event: Decision | LifecycleEvent) -> dic
 
 def ends_problem(d: Decision) -> bool:
     """A recovery, notified (``bypass``) or muted by a silence: the problem ended either way."""
-    return d.outcome is Outcome.BYPASS or (d.outcome is Outcome.SILENCED and d.alert.is_recovery)
+    return d.outcome is Outcome.BYPASS or (d.outcome in (Outcome.SILENCED, Outcome.INHIBITED) and d.alert.is_recovery)
 
 
 def recovery_resolve(d: Decision) -> LifecycleEvent | None:

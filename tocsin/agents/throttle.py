@@ -54,6 +54,7 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .inhibit import Inhibitor
 from .reader import PartitionReader
 from .runtime import Runtime
 
@@ -91,6 +92,7 @@ class Throttle:
         self.outcomes = {o: 0 for o in Outcome}
         self._alerts_ok: bool | None = None
         self.invalid = 0
+        self.inhibitor = Inhibitor(rt)  # [[inhibit_rules]] (agents/inhibit.py)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -167,6 +169,7 @@ class Throttle:
             prev = self.table.previous(fp, ts)
             previous = prev.suppressed if prev else 0
         verdict = decide(state, event, self.window, previous, self.silenced(event))
+        verdict = self.inhibitor.apply(event, verdict, out, lambda: self.notified_before(event))
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
@@ -239,6 +242,7 @@ class HotReader(PartitionReader):
     async def started(self) -> None:
         self.sender = BatchSender(faust_compat.aiokafka_producer(self.app))
         await wait_loaded(self.rt.silences)  # decide knowing every silence set before this worker started
+        await self.throttle.inhibitor.loaded()  # and every inhibition fact
 
     def reset(self) -> None:
         self.positions.clear()

@@ -33,6 +33,9 @@ class SilenceView:
     """Every version of every silence, by id, in the topic's order (``versions``), and the same
     compiled for the throttle (``index``)."""
 
+    #: what the log lines call it (core/inhibitions.py reads its topic with the same loop)
+    what = "silences"
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.versions: dict[str, list[Silence]] = {}
@@ -60,6 +63,9 @@ class SilenceView:
                 log.warning("%s/%d@%d is not a silence, ignored: %s", self.topic, partition, offset,
                             str(exc).replace("\n", " ")[:300])
         self.positions[partition] = offset + 1
+
+    def count(self) -> int:
+        return len(self.versions)
 
     def latest(self, silence_id: str) -> Silence | None:
         versions = self.versions.get(silence_id)
@@ -106,11 +112,11 @@ class SilenceView:
             todo = {tp.partition: ends[tp] for tp in tps if ends[tp] > begins[tp]}
             for tp in tps:
                 self.positions.setdefault(tp.partition, begins[tp])
-            log.info("silences: reading %s (%d messages)", self.topic, sum(ends[tp] - begins[tp] for tp in tps))
+            log.info("%s: reading %s (%d messages)", self.what, self.topic, sum(ends[tp] - begins[tp] for tp in tps))
             while not should_stop():
                 if not self.loaded.is_set() and all(self.positions.get(p, 0) >= end for p, end in todo.items()):
                     self.loaded.set()
-                    log.info("silences: %d read from %s", len(self.versions), self.topic)
+                    log.info("%s: %d read from %s", self.what, self.count(), self.topic)
                 batch = await consumer.getmany(timeout_ms=200, max_records=1000)
                 for tp, msgs in batch.items():
                     for msg in msgs:

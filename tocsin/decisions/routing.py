@@ -9,12 +9,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, Strict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
+from ..schemas.silence import SilenceMatcher
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .inhibit import InhibitRule
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
+from .silence import InvalidSilence, parse_matcher
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -70,6 +73,8 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: ``[[inhibit_rules]]``, in file order (decisions/inhibit.py)
+    inhibit_rules: tuple[InhibitRule, ...] = ()
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -169,6 +174,44 @@ class IngestFile(Table):
     alertmanager: MappingFile | None = Field(default=None, description="expected a table")
 
 
+# ---------------------------------------------------------------- inhibit rules (decisions/inhibit.py)
+
+_MATCHER_TEXT = "a matcher as amtool writes one: name=\"value\" (=, !=, =~ or !~)"
+
+
+def _matcher(text: Any) -> SilenceMatcher:
+    if not isinstance(text, str):
+        raise invalid(_MATCHER_TEXT)
+    try:
+        return parse_matcher(text)
+    except (ValueError, InvalidSilence) as exc:
+        raise invalid("{why}; expected " + _MATCHER_TEXT, why=exc) from None
+
+
+def _some(matchers: tuple[SilenceMatcher, ...]) -> tuple[SilenceMatcher, ...]:
+    if not matchers:
+        raise invalid("at least one matcher; each " + _MATCHER_TEXT)
+    return matchers
+
+
+Matchers = Annotated[tuple[Annotated[SilenceMatcher, BeforeValidator(_matcher)], ...], AfterValidator(_some),
+                     Field(description=f"a list of matchers, each {_MATCHER_TEXT}")]
+
+
+class InhibitRuleFile(Table):
+    """``[[inhibit_rules]]``: a target alert is muted while a source alert with the same
+    ``equal`` labels fires (Alertmanager's inhibit_rules)."""
+
+    name: Annotated[str, Strict()] = Field(min_length=1, max_length=200,
+                                           description="the rule's name (the decision's reason), 1..200 characters")
+    source_matchers: Matchers
+    target_matchers: Matchers
+    equal: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="a list of label names")
+
+    def rule(self) -> InhibitRule:
+        return InhibitRule(self.name, self.source_matchers, self.target_matchers, self.equal)
+
+
 class RoutingFile(Table):
     """The routing file (``TOCSIN_ROUTING_FILE``); every table defaults to empty."""
 
@@ -184,6 +227,8 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    inhibit_rules: tuple[Annotated[InhibitRuleFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[inhibit_rules]])")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -225,7 +270,13 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
-    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+    names: set[str] = set()
+    for i, ir in enumerate(f.inhibit_rules):
+        if ir.name in names:
+            raise _fail(("inhibit_rules", i, "name"), f"another rule is named {ir.name!r}: each name once")
+        names.add(ir.name)
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
+                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules))
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

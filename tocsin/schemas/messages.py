@@ -28,6 +28,8 @@ class Outcome(str, enum.Enum):
     BYPASS = "bypass"
     #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
     SILENCED = "silenced"
+    #: muted by an inhibition rule while a source alert fires (decisions/inhibit.py); the reason is the rule's name
+    INHIBITED = "inhibited"
 
 
 class Decision(BaseModel):
