@@ -93,6 +93,10 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
                  requires_action=a.requires_action)
     if d.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.INHIBITED) and newest:
         s["notified_alert_id"] = str(a.alert_id)  # the alert whose deliveries to show
+    if newest and d.outcome is Outcome.INHIBITED:  # held by an inhibition rule (decisions/inhibit.py)
+        s["inhibited_by"] = d.reason
+    elif newest:
+        s.pop("inhibited_by", None)
     paged = [x for x in d.destinations if x.startswith("pagerduty:")]
     if paged:  # an on-call action on it is relayed there (channels/pagerduty.py)
         s["paged"] = sorted({*s.get("paged", ()), *paged})
