@@ -128,6 +128,30 @@ class InhibitIndex:
         self._groups: list[dict[tuple[str, ...], set[str]]] = [{} for _ in self.rules]
         #: how many facts changed it
         self.version = 0
+        #: (type, alertname) -> whether some rule may take an alert of them as a source, as a target
+        self._kinds: dict[tuple[str, str], tuple[bool, bool]] = {}
+
+    def may_match(self, alert: AlertEvent) -> tuple[bool, bool]:
+        """Whether some rule may take ``alert`` as a source, as a target, by its type and
+        alertname alone (its own labels may rename them): most alerts are of types no rule
+        names, and are passed over without their labels."""
+        t = a = alert.type
+        own = alert.details.get("labels") if isinstance(alert.details, dict) else None
+        if isinstance(own, dict):
+            t = own["type"] if isinstance(own.get("type"), str) else t
+            a = own["alertname"] if isinstance(own.get("alertname"), str) else a
+        got = self._kinds.get((t, a))
+        if got is None:
+            if len(self._kinds) > 4096:  # producers inventing types: start again
+                self._kinds.clear()
+            named = {"type": t, "alertname": a}
+
+            def may(ms: tuple[SilenceMatcher, ...]) -> bool:
+                return matches_all((m for m in ms if m.name in named), named)
+
+            got = self._kinds[(t, a)] = (any(may(r.source_matchers) for r in self.rules),
+                                         any(may(r.target_matchers) for r in self.rules))
+        return got
 
     def apply(self, fact: InhibitionFact) -> bool:
         """Fold one fact in; whether it changed anything (a fact read again changes nothing)."""
@@ -241,16 +265,19 @@ def step(index: InhibitIndex, event: AlertEvent, *, muted: bool = False,
     if not index.rules:
         return NOT_INHIBITED
     t, fp = event.epoch, event.fingerprint
+    recovery = event.is_recovery
+    source, target = index.may_match(event)
+    if not (source or target or recovery or RELEASE_KEY in event.details):
+        return NOT_INHIBITED  # the common case: no rule names its type
     labels = labels_of(event)
     facts: list[InhibitionFact] = []
-    recovery = event.is_recovery
     # the sources' facts: a change only (a source firing again while it fires changes nothing)
-    if any(r.is_source(labels) for r in index.rules) and index.source_firing(fp, t) is not (not recovery):
+    if source and any(r.is_source(labels) for r in index.rules) and index.source_firing(fp, t) is not (not recovery):
         facts.append(_fact("source", fp, event, not recovery, labels=labels))
     resolved = event.resolves if recovery and event.resolves and event.resolves != fp else None
     if resolved is not None and index.source_firing(resolved, t):
         facts.append(_fact("source", resolved, event, False))
-    inhibition = None if muted else index.inhibited(labels, fp, t)
+    inhibition = None if muted or not target else index.inhibited(labels, fp, t)
     if inhibition is not None and recovery:
         notified = notified_firing() if callable(notified_firing) else notified_firing
         if notified:

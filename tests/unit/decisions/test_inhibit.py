@@ -318,3 +318,15 @@ def test_recovery_of_a_notified_alert_is_never_inhibited(events: list[AlertEvent
     idx = InhibitIndex([RULE, TWO_SIDED])
     run(idx, events)
     assert step(idx, ev(kind, minute), notified_firing=True).inhibition is None
+
+
+def test_own_labels_may_rename_the_type() -> None:
+    """An Alertmanager alert keeps its labels: an ``alertname`` label is what the matchers see."""
+    rule = InhibitRule("by alertname", (parse_matcher('alertname="NodeDown"'),),
+                       (parse_matcher('alertname="OrderRejected"'),), ("account_id",))
+    got = run(InhibitIndex([rule]), [
+        create_alert("am_alert", 1, "x", event_timestamp=at(0), account_id="A1", fingerprint="am:1",
+                     details={"labels": {"alertname": "NodeDown"}}),
+        create_alert("am_alert", 1, "y", event_timestamp=at(1), account_id="A1", fingerprint="am:2",
+                     details={"labels": {"alertname": "OrderRejected"}})])
+    assert got == [(None, None), ("by alertname", None)]
