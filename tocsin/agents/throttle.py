@@ -74,6 +74,9 @@ SEND_BACKOFF = Backoff(0.1, 5.0)
 class Throttle:
     """Decides one event at a time and collects what to send."""
 
+    #: the inhibition step (agents/inhibit.py); None where a Throttle is built without __init__
+    inhibitor: Inhibitor | None = None
+
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
         self.rt = rt
@@ -169,7 +172,8 @@ class Throttle:
             prev = self.table.previous(fp, ts)
             previous = prev.suppressed if prev else 0
         verdict = decide(state, event, self.window, previous, self.silenced(event))
-        verdict = self.inhibitor.apply(event, verdict, out, lambda: self.notified_before(event))
+        if self.inhibitor is not None:
+            verdict = self.inhibitor.apply(event, verdict, out, lambda: self.notified_before(event))
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
@@ -242,7 +246,8 @@ class HotReader(PartitionReader):
     async def started(self) -> None:
         self.sender = BatchSender(faust_compat.aiokafka_producer(self.app))
         await wait_loaded(self.rt.silences)  # decide knowing every silence set before this worker started
-        await self.throttle.inhibitor.loaded()  # and every inhibition fact
+        if self.throttle.inhibitor is not None:
+            await self.throttle.inhibitor.loaded()  # and every inhibition fact
 
     def reset(self) -> None:
         self.positions.clear()
