@@ -98,8 +98,12 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
                  requires_action=a.requires_action)
         # why the latest alert was or was not notified (the dashboard shows it)
         s.update(outcome=d.outcome.value, reason=d.reason[:REASON_MAX])
-    if d.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.MUTED) and newest:
+    if d.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED) and newest:
         s["notified_alert_id"] = str(a.alert_id)  # the alert whose deliveries to show
+    if newest and d.outcome is Outcome.INHIBITED:  # held by an inhibition rule (decisions/inhibit.py)
+        s["inhibited_by"] = d.reason
+    elif newest:
+        s.pop("inhibited_by", None)
     paged = [x for x in d.destinations if x.startswith("pagerduty:")]
     if paged:  # an on-call action on it is relayed there (channels/pagerduty.py)
         s["paged"] = sorted({*s.get("paged", ()), *paged})
@@ -132,9 +136,10 @@ def fold(status: dict[str, Any] | None, event: Decision | LifecycleEvent) -> dic
 
 
 def ends_problem(d: Decision) -> bool:
-    """A recovery, notified (``bypass``) or muted by a silence or a maintenance window: the
-    problem ended either way."""
-    return d.outcome is Outcome.BYPASS or (d.outcome in (Outcome.SILENCED, Outcome.MUTED) and d.alert.is_recovery)
+    """A recovery, notified (``bypass``) or muted by a silence, a maintenance window or an
+    inhibition: the problem ended either way."""
+    return d.outcome is Outcome.BYPASS or (d.outcome in (Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED)
+                                           and d.alert.is_recovery)
 
 
 def recovery_resolve(d: Decision) -> LifecycleEvent | None:

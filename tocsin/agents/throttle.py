@@ -65,6 +65,7 @@ from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
 from .digest import Digests
+from .inhibit import Inhibitor
 from .maintenance import Maintenance
 from .reader import PartitionReader
 from .runtime import Runtime
@@ -87,6 +88,8 @@ class Throttle:
 
     #: the routing file's per-type windows and digests (set from the policy in __init__)
     policy_windows: WindowPolicy = DEFAULT_WINDOWS
+    #: the inhibition step (agents/inhibit.py); None where a Throttle is built without __init__
+    inhibitor: Inhibitor | None = None
 
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
@@ -111,6 +114,7 @@ class Throttle:
         self._alerts_ok: bool | None = None
         self.invalid = 0
         self.maintenance = Maintenance(rt, self.notified_before)
+        self.inhibitor = Inhibitor(rt)  # [[inhibit_rules]] (agents/inhibit.py)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -192,6 +196,8 @@ class Throttle:
         tag = window_tag(window, self.window)
         verdict = (decide(state, event, window, previous, silenced, window_tag=tag) if muted is None
                    else muted_verdict(state, event, window, muted, window_tag=tag))
+        if self.inhibitor is not None:
+            verdict = self.inhibitor.apply(event, verdict, out, lambda: self.notified_before(event))
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition, window):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
@@ -289,6 +295,8 @@ class HotReader(PartitionReader):
         self.sender = BatchSender(faust_compat.aiokafka_producer(self.app))
         await wait_loaded(self.rt.silences)  # decide knowing every silence set before this worker started
         await wait_loaded(self.rt.maintenance)  # and every one-off maintenance window
+        if self.throttle.inhibitor is not None:
+            await self.throttle.inhibitor.loaded()  # and every inhibition fact
 
     def reset(self) -> None:
         self.positions.clear()

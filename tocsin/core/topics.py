@@ -14,6 +14,7 @@
 | silences         | P.silences                 | silence id   | Silence (one version)  |
 | preferences      | P.preferences              | person       | a person's preferences set through the API (one version; core/preferences.py) |
 | maintenance      | P.maintenance              | window id    | MaintenanceWindow (one version) |
+| inhibitions      | P.inhibitions              | kind:fingerprint | InhibitionFact (decisions/inhibit.py) |
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "silences": f"{prefix}.silences",
         "preferences": f"{prefix}.preferences",
         "maintenance": f"{prefix}.maintenance",
+        "inhibitions": f"{prefix}.inhibitions",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -61,11 +63,13 @@ class Topics:
     silences: faust.TopicT
     preferences: faust.TopicT
     maintenance: faust.TopicT
+    inhibitions: faust.TopicT | None = None
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
                 self.retry, self.attempts, self.dlq, self.lifecycle, self.silences,
-                self.preferences, self.maintenance]
+                self.preferences, self.maintenance,
+                *([self.inhibitions] if self.inhibitions is not None else [])]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -95,6 +99,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         silences=t("silences"),
         preferences=t("preferences"),
         maintenance=t("maintenance"),
+        inhibitions=t("inhibitions"),
     )
 
 

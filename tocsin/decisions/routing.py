@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, Strict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
+from ..schemas.silence import SilenceMatcher
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .inhibit import InhibitRule
 from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
 from .preferences import Preferences, QuietHours, Recipient, Rule, zone
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
+from .silence import InvalidSilence, parse_matcher
 from .timeinterval import NamedIntervalFile, named_intervals
 from .windows import DEFAULT_WINDOWS, DigestsFile, ThrottleFile, WindowPolicy, window_policy
 
@@ -83,6 +86,8 @@ class RoutingPolicy:
     maintenance: MaintenancePolicy = NO_MAINTENANCE
     #: per-type throttle windows and digests (``[throttle]``, ``[digests]``: decisions/windows.py)
     windows: WindowPolicy = DEFAULT_WINDOWS
+    #: ``[[inhibit_rules]]``, in file order (decisions/inhibit.py)
+    inhibit_rules: tuple[InhibitRule, ...] = ()
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -290,6 +295,42 @@ def _recipients(given: Mapping[str, RecipientFile]) -> tuple[Recipient, ...]:
             raise err
         out.append(Recipient(name, r.kind, r.destinations, r.preferences()))
     return tuple(out)
+# ---------------------------------------------------------------- inhibit rules (decisions/inhibit.py)
+
+_MATCHER_TEXT = "a matcher as amtool writes one: name=\"value\" (=, !=, =~ or !~)"
+
+
+def _matcher(text: Any) -> SilenceMatcher:
+    if not isinstance(text, str):
+        raise invalid(_MATCHER_TEXT)
+    try:
+        return parse_matcher(text)
+    except (ValueError, InvalidSilence) as exc:
+        raise invalid("{why}; expected " + _MATCHER_TEXT, why=exc) from None
+
+
+def _some(matchers: tuple[SilenceMatcher, ...]) -> tuple[SilenceMatcher, ...]:
+    if not matchers:
+        raise invalid("at least one matcher; each " + _MATCHER_TEXT)
+    return matchers
+
+
+Matchers = Annotated[tuple[Annotated[SilenceMatcher, BeforeValidator(_matcher)], ...], AfterValidator(_some),
+                     Field(description=f"a list of matchers, each {_MATCHER_TEXT}")]
+
+
+class InhibitRuleFile(Table):
+    """``[[inhibit_rules]]``: a target alert is muted while a source alert with the same
+    ``equal`` labels fires (Alertmanager's inhibit_rules)."""
+
+    name: Annotated[str, Strict()] = Field(min_length=1, max_length=200,
+                                           description="the rule's name (the decision's reason), 1..200 characters")
+    source_matchers: Matchers
+    target_matchers: Matchers
+    equal: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="a list of label names")
+
+    def rule(self) -> InhibitRule:
+        return InhibitRule(self.name, self.source_matchers, self.target_matchers, self.equal)
 
 
 class RoutingFile(Table):
@@ -317,6 +358,8 @@ class RoutingFile(Table):
     # per-type throttle windows and digests (decisions/windows.py)
     throttle: ThrottleFile = Field(default_factory=ThrottleFile, description="expected a table")
     digests: DigestsFile = Field(default_factory=DigestsFile, description="expected a table")
+    inhibit_rules: tuple[Annotated[InhibitRuleFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[inhibit_rules]])")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -364,9 +407,15 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
     maintenance, unknown = maintenance_policy(intervals, f.maintenance)
     if unknown is not None:
         raise _fail(*unknown)
+    names: set[str] = set()
+    for i, ir in enumerate(f.inhibit_rules):
+        if ir.name in names:
+            raise _fail(("inhibit_rules", i, "name"), f"another rule is named {ir.name!r}: each name once")
+        names.add(ir.name)
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
                          recipients=_recipients(f.recipients), maintenance=maintenance,
-                         windows=window_policy(f.throttle, f.digests))
+                         windows=window_policy(f.throttle, f.digests),
+                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules))
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

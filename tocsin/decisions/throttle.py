@@ -72,8 +72,7 @@ class Verdict:
 
     @property
     def notifies(self) -> bool:
-        return self.outcome is not Outcome.SUPPRESS and self.outcome is not Outcome.SILENCED \
-            and self.outcome is not Outcome.MUTED
+        return self.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED)
 
 
 def bucket_of(epoch_s: float, window_s: int) -> int:

@@ -33,6 +33,8 @@ class Outcome(str, enum.Enum):
     #: the end of a throttle window with suppressed repeats, notified as one digest
     #: (decisions/windows.py); the reason says how many and which window
     DIGEST = "digest"
+    #: muted by an inhibition rule while a source alert fires (decisions/inhibit.py); the reason is the rule's name
+    INHIBITED = "inhibited"
 
 
 class Decision(BaseModel):

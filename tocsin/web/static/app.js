@@ -299,7 +299,10 @@
     const meta = h("div", { class: "meta" },
       h("code", {}, a.type),
       a.source ? ` · ${a.source}` : "",
-      a.requires_action ? h("span", { class: "tag" }, "action required") : null);
+      a.requires_action ? h("span", { class: "tag" }, "action required") : null,
+      a.inhibited_by ? h("span", { class: "tag", "data-testid": "alert-inhibited",
+                                   title: "held by this inhibition rule while its source alert fires" },
+                         `inhibited: ${a.inhibited_by}`) : null);
 
     const seen = h("td", { class: "num" }, fmtInt(a.occurrences),
       a.suppressed_count > 0
