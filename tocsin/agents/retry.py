@@ -24,6 +24,7 @@ from ..core import metrics
 from ..errors import OutboxStopped, RecordRefused
 from ..schemas.messages import DeliveryCommand
 from .common import decode, keep_bad
+from .escalation import release_to
 from .outbox import record
 from .runtime import Runtime
 
@@ -53,8 +54,7 @@ def register(rt: Runtime) -> None:
             _, _, cmd, event = heapq.heappop(heap)
             due.append((cmd, event))
         if due:
-            records = [record(rt.topics.deliveries[cmd.channel].get_topic_name(), cmd.delivery_id,
-                              cmd.model_copy(update={"not_before": None, "waiting_for": None}))
+            records = [record(*release_to(rt, cmd), cmd.model_copy(update={"not_before": None, "waiting_for": None}))
                        for cmd, _ in due]
             refused: dict[int, BaseException] = {}
             try:
@@ -96,7 +96,7 @@ def register(rt: Runtime) -> None:
         async for event in stream.noack().events():
             try:
                 cmd = DeliveryCommand.model_validate(decode(event.value))
-                if cmd.channel not in rt.topics.deliveries:
+                if cmd.escalation is None and cmd.channel not in rt.topics.deliveries:
                     raise ValueError(f"no channel {cmd.channel!r} (destination {cmd.destination!r})")
             except (ValidationError, TypeError, ValueError) as exc:
                 try:

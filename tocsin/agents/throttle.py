@@ -54,6 +54,7 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .escalation import Escalation
 from .reader import PartitionReader
 from .runtime import Runtime
 
@@ -91,6 +92,7 @@ class Throttle:
         self.outcomes = {o: 0 for o in Outcome}
         self._alerts_ok: bool | None = None
         self.invalid = 0
+        self.escalation = Escalation(rt)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -174,6 +176,7 @@ class Throttle:
         self.outcomes[verdict.outcome] += 1
         alert = event.model_dump(mode="python")
         destinations: list[str] = []
+        mark = len(out)
         if verdict.notifies:
             for r in self.routes(event.severity, event.type):
                 did = delivery_id_for(verdict.dedupe_key, r.receiver, r.destination)
@@ -182,11 +185,13 @@ class Throttle:
                                      list(r.failover), now)
                 destinations.append(r.destination)
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
+            # escalation: step 0 with the notification, the first later step's timer (agents/escalation.py)
+            self.escalation.start(event, alert, verdict, destinations, out, now)
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
                                    verdict.outcome, verdict.reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
-        out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
+        out.insert(mark, (self.decisions_name, fp.encode(), dumps(decision), None))
 
     def silenced(self, event: AlertEvent) -> str | None:
         """The silence muting ``event`` at its event time, if any (core/silences.py)."""

@@ -12,6 +12,7 @@
 | dlq              | P.dlq                      | delivery_id  | DeliveryCommand        |
 | lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |
 | silences         | P.silences                 | silence id   | Silence (one version)  |
+| escalations      | P.escalations (internal)   | fingerprint  | DeliveryCommand with ``escalation``: a due step's timer |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "dlq": f"{prefix}.dlq",
         "lifecycle": f"{prefix}.lifecycle",
         "silences": f"{prefix}.silences",
+        "escalations": f"{prefix}.escalations",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -55,10 +57,12 @@ class Topics:
     dlq: faust.TopicT
     lifecycle: faust.TopicT
     silences: faust.TopicT
+    #: escalation steps come due here (agents/escalation.py), released by the retry agent
+    escalations: faust.TopicT
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
-                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences]
+                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences, self.escalations]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -86,6 +90,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         dlq=t("dlq"),
         lifecycle=t("lifecycle"),
         silences=t("silences"),
+        escalations=t("escalations"),
     )
 
 

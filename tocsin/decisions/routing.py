@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, Strict, ValidationError
 from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .escalation import EscalationPolicy, Step
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
@@ -70,6 +71,8 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: escalation policies, in the file's order (``[escalations.<name>]``: decisions/escalation.py)
+    escalations: tuple[EscalationPolicy, ...] = ()
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -169,6 +172,48 @@ class IngestFile(Table):
     alertmanager: MappingFile | None = Field(default=None, description="expected a table")
 
 
+# ---------------------------------------------------------------- escalations (decisions/escalation.py)
+
+
+class EscalationStepFile(Table):
+    """One step of ``[escalations.<name>]``: ``after_s`` after the notified alert, to ``to``."""
+
+    after_s: Seconds = Field(description=f"seconds after the notification, 0..{MAX_AGE_LIMIT_S:.0f} (30 days)")
+    to: Destinations = Field(min_length=1, description="expected a non-empty list of destinations")
+
+
+class EscalationFile(Table):
+    """``[escalations.<name>]``: which notified alerts it escalates (``severities``, ``types``),
+    its steps (``[[escalations.<name>.steps]]``, ``after_s`` strictly increasing), how many more
+    cycles (``repeat``, each ``repeat_after_s`` after the last step) and ``ack_timeout_s``."""
+
+    steps: tuple[EscalationStepFile, ...] = Field(min_length=1, description="expected a non-empty list of steps")
+    severities: tuple[Annotated[int, BeforeValidator(_severity)], ...] = Field(
+        default=(), description="expected a list of severities (1, 2 or 3)")
+    types: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="expected a list of alert types")
+    repeat: Annotated[int, Strict()] = Field(default=0, ge=0, le=100, description="a whole number 0..100")
+    repeat_after_s: Annotated[float, Strict()] = Field(
+        default=300.0, gt=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False,
+        description=f"seconds, a number > 0 and <= {MAX_AGE_LIMIT_S:.0f} (30 days)")
+    ack_timeout_s: Annotated[float, Strict()] | None = Field(
+        default=None, gt=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False,
+        description=f"seconds, a number > 0 and <= {MAX_AGE_LIMIT_S:.0f} (30 days)")
+
+
+def _escalation(name: str, e: EscalationFile) -> EscalationPolicy:
+    where: Loc = ("escalations", name)
+    if not e.severities and not e.types:
+        raise _fail(where, "names no alerts: give severities or types (or both)")
+    for i in range(1, len(e.steps)):
+        if e.steps[i].after_s <= e.steps[i - 1].after_s:
+            raise _fail((*where, "steps", i, "after_s"), "after_s of each step must be greater than the one before")
+    return EscalationPolicy(name, tuple(Step(s.after_s, s.to) for s in e.steps), frozenset(e.severities),
+                            frozenset(e.types), e.repeat, e.repeat_after_s, e.ack_timeout_s)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
 class RoutingFile(Table):
     """The routing file (``TOCSIN_ROUTING_FILE``); every table defaults to empty."""
 
@@ -184,6 +229,8 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    escalations: dict[Annotated[str, Strict()], Annotated[EscalationFile, Field(description="expected a table")]] = Field(
+        default_factory=dict, description="expected a table of policy name = its steps and settings")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -225,7 +272,9 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
-    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+    escalations = tuple(_escalation(name, e) for name, e in f.escalations.items())
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
+                         escalations=escalations)
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -28,6 +28,14 @@ class Outcome(str, enum.Enum):
     BYPASS = "bypass"
     #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
     SILENCED = "silenced"
+    #: a step of an escalation policy fired (decisions/escalation.py); the reason names the step
+    ESCALATED = "escalated"
+    #: an escalation stopped, held (acknowledged, resolved) or joined another; the reason says which
+    ESCALATION_STOPPED = "escalation_stopped"
+
+
+#: outcomes recorded by the escalation agent about an alert already decided: not an occurrence
+ESCALATION_OUTCOMES = frozenset({Outcome.ESCALATED, Outcome.ESCALATION_STOPPED})
 
 
 class Decision(BaseModel):
@@ -50,6 +58,23 @@ def delivery_id_for(dedupe_key: str, receiver: str, destination: str) -> str:
     """Deterministic: the same alert notification to the same destination has one id."""
     raw = f"{dedupe_key}\x1f{receiver}\x1f{destination}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class EscalationTimer(BaseModel):
+    """A command on ``P.deliveries.retry`` that is an escalation step's timer, not a delivery:
+    the retry agent releases it to ``P.escalations`` (key fingerprint) at ``not_before``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    policy: str
+    #: the chain: the dedupe key of the notification that started it
+    chain: str
+    cycle: int = 0
+    step: int
+    #: the chain's anchor (the notified alert's event time, moved by a resume), epoch seconds
+    anchor: float
+    #: when it is due, epoch seconds (its command's not_before)
+    due: float
 
 
 class DeliveryCommand(BaseModel):
@@ -78,6 +103,8 @@ class DeliveryCommand(BaseModel):
     #: (``circuit_open``) or its rate slot (``rate_limited``); the first two are released early
     #: once the destination's breaker closes again, a rate slot is kept
     waiting_for: Literal["retry", "circuit_open", "rate_limited"] | None = None
+    #: set on an escalation step's timer (agents/escalation.py), which is no delivery
+    escalation: EscalationTimer | None = None
 
     @property
     def channel(self) -> str:
@@ -124,6 +151,8 @@ class LifecycleAction(str, enum.Enum):
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
     DISMISS = "dismiss"
+    #: back to active: an escalation stopped by the acknowledgement resumes (agents/escalation.py)
+    UNACKNOWLEDGE = "unacknowledge"
 
 
 class LifecycleEvent(BaseModel):
@@ -211,4 +240,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "created_at": created_at,
         "lifecycle": None,
         "waiting_for": None,
+        "escalation": None,
     }
