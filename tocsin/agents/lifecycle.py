@@ -42,7 +42,14 @@ from ..decisions.retention import status_expiry
 from ..errors import OutboxStopped, RecordRefused
 from ..infra import faust_compat
 from ..schemas.codec import dumps
-from ..schemas.messages import NAMESPACE, Decision, LifecycleAction, LifecycleEvent, Outcome
+from ..schemas.messages import (
+    ESCALATION_OUTCOMES,
+    NAMESPACE,
+    Decision,
+    LifecycleAction,
+    LifecycleEvent,
+    Outcome,
+)
 from .channels import pagerduty
 from .common import decode, keep_bad
 from .outbox import Record, record
@@ -59,7 +66,7 @@ REASON_MAX = 200
 ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED = "active", "acknowledged", "resolved", "dismissed"
 STATUSES = (ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED)
 _BY_ACTION = {LifecycleAction.ACKNOWLEDGE: ACKNOWLEDGED, LifecycleAction.RESOLVE: RESOLVED,
-              LifecycleAction.DISMISS: DISMISSED}
+              LifecycleAction.DISMISS: DISMISSED, LifecycleAction.UNACKNOWLEDGE: ACTIVE}
 
 
 def _iso(t: dt.datetime) -> str:
@@ -124,6 +131,8 @@ def fold_action(status: dict[str, Any] | None, e: LifecycleEvent) -> dict[str, A
     s.update(status=_BY_ACTION[e.action], status_changed_at=_iso(e.at), note=e.note or s["note"])
     if e.action is LifecycleAction.ACKNOWLEDGE:
         s["acknowledged_by"] = e.by
+    elif e.action is LifecycleAction.UNACKNOWLEDGE:
+        s["acknowledged_by"] = None
     elif e.action is LifecycleAction.RESOLVE:
         s["resolved_by"] = e.by
     return s
@@ -228,6 +237,8 @@ def register(rt: Runtime) -> None:
                 event: Decision | LifecycleEvent
                 if ev.message.topic == decisions_name:
                     decision = Decision.model_validate(decode(ev.value), context=INTERNAL)
+                    if decision.outcome in ESCALATION_OUTCOMES:  # about an alert folded already
+                        continue
                     implied = recovery_resolve(decision)
                     if implied is not None:
                         out.append(record(lifecycle_name, implied.fingerprint, dumps(implied)))

@@ -94,7 +94,8 @@ class DecisionShape(msgspec.Struct, gc=False):
     decision_id: str
     alert: AlertShape
     dedupe_key: str
-    outcome: Literal["notify", "suppress", "bypass", "silenced", "muted", "inhibited", "digest"]
+    outcome: Literal["notify", "suppress", "bypass", "silenced", "muted", "inhibited", "digest", "escalated",
+                     "escalation_stopped"]
     reason: str | None
     window_start: str
     suppressed_count: _U32 | None
@@ -125,7 +126,7 @@ class LifecycleShape(msgspec.Struct, gc=False):
     # ``by`` and ``at`` have defaults in the model that ClickHouse would not give: required
     event_id: str
     fingerprint: str
-    action: Literal["acknowledge", "resolve", "dismiss"]
+    action: Literal["acknowledge", "resolve", "dismiss", "unacknowledge"]
     by: str
     at: str
     note: str = ""

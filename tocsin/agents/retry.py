@@ -25,6 +25,7 @@ from ..errors import OutboxStopped, RecordRefused
 from ..schemas.messages import DeliveryCommand
 from .common import decode, keep_bad
 from .digest import Digests
+from .escalation import release_to
 from .outbox import Record, record
 from .runtime import Runtime
 
@@ -61,7 +62,7 @@ def register(rt: Runtime) -> None:
                 if cmd.digest is not None:  # a window's digest: its count read now, its decision
                     cmd, decided = digests.fire(cmd, dt.datetime.now(dt.UTC))
                     extra.extend(decided)
-                records.append(record(rt.topics.deliveries[cmd.channel].get_topic_name(), cmd.delivery_id,
+                records.append(record(*release_to(rt, cmd),
                                       cmd.model_copy(update={"not_before": None, "waiting_for": None})))
             records += extra
             refused: dict[int, BaseException] = {}
@@ -104,7 +105,7 @@ def register(rt: Runtime) -> None:
         async for event in stream.noack().events():
             try:
                 cmd = DeliveryCommand.model_validate(decode(event.value))
-                if cmd.channel not in rt.topics.deliveries:
+                if cmd.escalation is None and cmd.channel not in rt.topics.deliveries:
                     raise ValueError(f"no channel {cmd.channel!r} (destination {cmd.destination!r})")
             except (ValidationError, TypeError, ValueError) as exc:
                 try:

@@ -65,6 +65,7 @@ from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
 from .digest import Digests
+from .escalation import Escalation
 from .inhibit import Inhibitor
 from .maintenance import Maintenance
 from .reader import PartitionReader
@@ -115,6 +116,7 @@ class Throttle:
         self.invalid = 0
         self.maintenance = Maintenance(rt, self.notified_before)
         self.inhibitor = Inhibitor(rt)  # [[inhibit_rules]] (agents/inhibit.py)
+        self.escalation = Escalation(rt)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -206,6 +208,7 @@ class Throttle:
         alert = event.model_dump(mode="python")
         destinations: list[str] = []
         reason = verdict.reason
+        mark = len(out)
         if verdict.notifies:
             routes = self.routes(event.severity, event.type)
             if self.rt.policy.recipients:
@@ -220,11 +223,13 @@ class Throttle:
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
         if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
             self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
+            # escalation: step 0 with the notification, the first later step's timer (agents/escalation.py)
+            self.escalation.start(event, alert, verdict, destinations, out, now)
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
                                    verdict.outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
-        out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
+        out.insert(mark, (self.decisions_name, fp.encode(), dumps(decision), None))
 
     def preferred(self, routes: list[Any], event: AlertEvent) -> tuple[list[Any], str]:
         """``routes`` as the recipients' preferences leave them at the event's time

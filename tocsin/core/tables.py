@@ -6,6 +6,7 @@ worker restores it and decides exactly as before.
 | throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s``; a per-type window of another length (routing file ``[throttle.types]``) keyed by its own range |
 | deliveries    | delivery_id  | ["sent" / "dead", written at]           | plain                |
 | status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
+| escalations   | fingerprint  | its escalation chain (decisions/escalation.ChainState) | plain |
 
 Neither the status nor the delivery table grows for ever: the sweeps of the lifecycle and
 delivery agents delete what is past its retention (decisions/retention.py) with a tombstone
@@ -470,6 +471,8 @@ class Tables:
     throttle: ThrottleTable
     deliveries: Any
     status: Any
+    #: per fingerprint, its escalation chain (agents/escalation.py, its only writer)
+    escalations: Any = None
 
 
 def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, partitions: int) -> Tables:
@@ -500,4 +503,6 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
         recovery_buffer_size=1,
         help="alert status per fingerprint (lifecycle)",
     ))
-    return Tables(ThrottleTable(throttle, window_s), deliveries, status)
+    escalations = app.Table("escalations", default=None, partitions=partitions, key_type=str,
+                            help="escalation chain per fingerprint: where it is, stopped or done")
+    return Tables(ThrottleTable(throttle, window_s), deliveries, status, escalations)

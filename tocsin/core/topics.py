@@ -15,6 +15,7 @@
 | preferences      | P.preferences              | person       | a person's preferences set through the API (one version; core/preferences.py) |
 | maintenance      | P.maintenance              | window id    | MaintenanceWindow (one version) |
 | inhibitions      | P.inhibitions              | kind:fingerprint | InhibitionFact (decisions/inhibit.py) |
+| escalations      | P.escalations (internal)   | fingerprint  | DeliveryCommand with ``escalation``: a due step's timer |
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "preferences": f"{prefix}.preferences",
         "maintenance": f"{prefix}.maintenance",
         "inhibitions": f"{prefix}.inhibitions",
+        "escalations": f"{prefix}.escalations",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -63,12 +65,14 @@ class Topics:
     silences: faust.TopicT
     preferences: faust.TopicT
     maintenance: faust.TopicT
+    #: escalation steps come due here (agents/escalation.py), released by the retry agent
+    escalations: faust.TopicT
     inhibitions: faust.TopicT | None = None
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
                 self.retry, self.attempts, self.dlq, self.lifecycle, self.silences,
-                self.preferences, self.maintenance,
+                self.preferences, self.maintenance, self.escalations,
                 *([self.inhibitions] if self.inhibitions is not None else [])]
 
 
@@ -100,6 +104,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         preferences=t("preferences"),
         maintenance=t("maintenance"),
         inhibitions=t("inhibitions"),
+        escalations=t("escalations"),
     )
 
 

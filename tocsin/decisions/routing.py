@@ -18,6 +18,7 @@ from ..errors import RoutingError
 from ..schemas.silence import SilenceMatcher
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .escalation import EscalationPolicy, Step
 from .inhibit import InhibitRule
 from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
 from .preferences import Preferences, QuietHours, Recipient, Rule, zone
@@ -88,6 +89,8 @@ class RoutingPolicy:
     windows: WindowPolicy = DEFAULT_WINDOWS
     #: ``[[inhibit_rules]]``, in file order (decisions/inhibit.py)
     inhibit_rules: tuple[InhibitRule, ...] = ()
+    #: escalation policies, in the file's order (``[escalations.<name>]``: decisions/escalation.py)
+    escalations: tuple[EscalationPolicy, ...] = ()
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -331,6 +334,46 @@ class InhibitRuleFile(Table):
 
     def rule(self) -> InhibitRule:
         return InhibitRule(self.name, self.source_matchers, self.target_matchers, self.equal)
+# ---------------------------------------------------------------- escalations (decisions/escalation.py)
+
+
+class EscalationStepFile(Table):
+    """One step of ``[escalations.<name>]``: ``after_s`` after the notified alert, to ``to``."""
+
+    after_s: Seconds = Field(description=f"seconds after the notification, 0..{MAX_AGE_LIMIT_S:.0f} (30 days)")
+    to: Destinations = Field(min_length=1, description="expected a non-empty list of destinations")
+
+
+class EscalationFile(Table):
+    """``[escalations.<name>]``: which notified alerts it escalates (``severities``, ``types``),
+    its steps (``[[escalations.<name>.steps]]``, ``after_s`` strictly increasing), how many more
+    cycles (``repeat``, each ``repeat_after_s`` after the last step) and ``ack_timeout_s``."""
+
+    steps: tuple[EscalationStepFile, ...] = Field(min_length=1, description="expected a non-empty list of steps")
+    severities: tuple[Annotated[int, BeforeValidator(_severity)], ...] = Field(
+        default=(), description="expected a list of severities (1, 2 or 3)")
+    types: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="expected a list of alert types")
+    repeat: Annotated[int, Strict()] = Field(default=0, ge=0, le=100, description="a whole number 0..100")
+    repeat_after_s: Annotated[float, Strict()] = Field(
+        default=300.0, gt=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False,
+        description=f"seconds, a number > 0 and <= {MAX_AGE_LIMIT_S:.0f} (30 days)")
+    ack_timeout_s: Annotated[float, Strict()] | None = Field(
+        default=None, gt=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False,
+        description=f"seconds, a number > 0 and <= {MAX_AGE_LIMIT_S:.0f} (30 days)")
+
+
+def _escalation(name: str, e: EscalationFile) -> EscalationPolicy:
+    where: Loc = ("escalations", name)
+    if not e.severities and not e.types:
+        raise _fail(where, "names no alerts: give severities or types (or both)")
+    for i in range(1, len(e.steps)):
+        if e.steps[i].after_s <= e.steps[i - 1].after_s:
+            raise _fail((*where, "steps", i, "after_s"), "after_s of each step must be greater than the one before")
+    return EscalationPolicy(name, tuple(Step(s.after_s, s.to) for s in e.steps), frozenset(e.severities),
+                            frozenset(e.types), e.repeat, e.repeat_after_s, e.ack_timeout_s)
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 class RoutingFile(Table):
@@ -360,6 +403,8 @@ class RoutingFile(Table):
     digests: DigestsFile = Field(default_factory=DigestsFile, description="expected a table")
     inhibit_rules: tuple[Annotated[InhibitRuleFile, Field(description="expected a table")], ...] = Field(
         default=(), description="expected a list of tables ([[inhibit_rules]])")
+    escalations: dict[Annotated[str, Strict()], Annotated[EscalationFile, Field(description="expected a table")]] = Field(
+        default_factory=dict, description="expected a table of policy name = its steps and settings")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -412,10 +457,11 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
         if ir.name in names:
             raise _fail(("inhibit_rules", i, "name"), f"another rule is named {ir.name!r}: each name once")
         names.add(ir.name)
+    escalations = tuple(_escalation(name, e) for name, e in f.escalations.items())
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
                          recipients=_recipients(f.recipients), maintenance=maintenance,
                          windows=window_policy(f.throttle, f.digests),
-                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules))
+                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules), escalations=escalations)
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

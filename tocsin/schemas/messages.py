@@ -35,6 +35,14 @@ class Outcome(str, enum.Enum):
     DIGEST = "digest"
     #: muted by an inhibition rule while a source alert fires (decisions/inhibit.py); the reason is the rule's name
     INHIBITED = "inhibited"
+    #: a step of an escalation policy fired (decisions/escalation.py); the reason names the step
+    ESCALATED = "escalated"
+    #: an escalation stopped, held (acknowledged, resolved) or joined another; the reason says which
+    ESCALATION_STOPPED = "escalation_stopped"
+
+
+#: outcomes recorded by the escalation agent about an alert already decided: not an occurrence
+ESCALATION_OUTCOMES = frozenset({Outcome.ESCALATED, Outcome.ESCALATION_STOPPED})
 
 
 class Decision(BaseModel):
@@ -70,6 +78,21 @@ class DigestInfo(BaseModel):
     decision_id: uuid.UUID
     #: the receivers of the window's digest (the decision's destinations)
     destinations: list[str] = Field(default_factory=list)
+class EscalationTimer(BaseModel):
+    """A command on ``P.deliveries.retry`` that is an escalation step's timer, not a delivery:
+    the retry agent releases it to ``P.escalations`` (key fingerprint) at ``not_before``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    policy: str
+    #: the chain: the dedupe key of the notification that started it
+    chain: str
+    cycle: int = 0
+    step: int
+    #: the chain's anchor (the notified alert's event time, moved by a resume), epoch seconds
+    anchor: float
+    #: when it is due, epoch seconds (its command's not_before)
+    due: float
 
 
 class DeliveryCommand(BaseModel):
@@ -100,6 +123,8 @@ class DeliveryCommand(BaseModel):
     waiting_for: Literal["retry", "circuit_open", "rate_limited"] | None = None
     #: a digest of a throttle window's suppressed repeats, not the alert's first notification
     digest: DigestInfo | None = None
+    #: set on an escalation step's timer (agents/escalation.py), which is no delivery
+    escalation: EscalationTimer | None = None
 
     @property
     def channel(self) -> str:
@@ -146,6 +171,8 @@ class LifecycleAction(str, enum.Enum):
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
     DISMISS = "dismiss"
+    #: back to active: an escalation stopped by the acknowledgement resumes (agents/escalation.py)
+    UNACKNOWLEDGE = "unacknowledge"
 
 
 class LifecycleEvent(BaseModel):
@@ -234,4 +261,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "lifecycle": None,
         "waiting_for": None,
         "digest": None,
+        "escalation": None,
     }

@@ -3,7 +3,7 @@
 ``GET  /api/alerts``                     alerts by fingerprint, filtered, paged, with ``total``
 ``GET  /api/alerts/stats``               24-hour totals and the delivery success rate
 ``GET  /api/alerts/{alert_id}/deliveries`` every delivery attempt of one alert
-``POST /api/alerts/{fingerprint}/acknowledge|resolve|dismiss``  bearer ``TOCSIN_API_TOKEN``;
+``POST /api/alerts/{fingerprint}/acknowledge|resolve|dismiss|unacknowledge``  bearer ``TOCSIN_API_TOKEN``;
 202 once the broker acknowledged the event on ``P.lifecycle``, 503 when it did not within
 ``TOCSIN_API_ACK_TIMEOUT_S``
 
@@ -186,7 +186,7 @@ def register(rt: Any) -> None:
             try:
                 act = LifecycleAction(action)
             except ValueError:
-                return json_answer({"error": f"unknown action {action!r}: acknowledge, resolve or dismiss"}, 404)
+                return json_answer({"error": f"unknown action {action!r}: acknowledge, resolve, dismiss or unacknowledge"}, 404)
             # the API token was checked by webauth's middleware; the router decoded the path
             # once already: the fingerprint is used as it comes (a '%' in it is its own)
             fp = fingerprint

@@ -15,7 +15,10 @@
   const ACTIONS = {
     acknowledge: { label: "Ack", long: "Acknowledge", target: "acknowledged", doing: "acknowledging" },
     resolve: { label: "Resolve", long: "Resolve", target: "resolved", doing: "resolving" },
+    // back to active: an escalation the acknowledgement stopped resumes (README "Escalation policies")
+    unacknowledge: { label: "Un-ack", long: "Un-acknowledge", target: "active", doing: "un-acknowledging" },
   };
+  const TEST_IDS = { acknowledge: "ack", resolve: "resolve", unacknowledge: "unack" };
 
   const state = {
     severity: "",
@@ -255,7 +258,7 @@
     return h("button", {
       type: "button",
       class: `act act-${action}`,
-      "data-testid": `${action === "acknowledge" ? "ack" : "resolve"}-button`,
+      "data-testid": `${TEST_IDS[action]}-button`,
       "aria-label": `${spec.long}: ${a.summary}`,
       disabled: Boolean(pending),
       onclick: (ev) => { ev.stopPropagation(); act(a, action, ev.currentTarget); },
@@ -284,6 +287,7 @@
     const actions = [];
     if (a.status === "active") actions.push(actionButton(a, "acknowledge", pending));
     if (a.status === "active" || a.status === "acknowledged") actions.push(actionButton(a, "resolve", pending));
+    if (a.status === "acknowledged") actions.push(actionButton(a, "unacknowledge", pending));
 
     const statusCell = h("td", { class: "status-cell" },
       h("span", { class: `status status-${a.status}`, "data-testid": "alert-status" }, a.status),
