@@ -54,6 +54,7 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .grouping import Grouper
 from .reader import PartitionReader
 from .runtime import Runtime
 
@@ -91,6 +92,7 @@ class Throttle:
         self.outcomes = {o: 0 for o in Outcome}
         self._alerts_ok: bool | None = None
         self.invalid = 0
+        self.grouper = Grouper(rt)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -171,10 +173,15 @@ class Throttle:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
                 out.append((self.changelog_name, orjson.dumps(key), orjson.dumps(value), partition))
-        self.outcomes[verdict.outcome] += 1
+        outcome, reason = verdict.outcome, verdict.reason
+        # grouping: an alert to notify joins its group instead (agents/grouping.py)
+        grouped = self.grouper.join(event, verdict.suppressed_count) if outcome is Outcome.NOTIFY else None
+        if grouped is not None:
+            outcome, reason = Outcome.GROUPED, grouped[0]
+        self.outcomes[outcome] += 1
         alert = event.model_dump(mode="python")
         destinations: list[str] = []
-        if verdict.notifies:
+        if verdict.notifies and grouped is None:
             for r in self.routes(event.severity, event.type):
                 did = delivery_id_for(verdict.dedupe_key, r.receiver, r.destination)
                 cmd = command_record(did, alert, verdict.dedupe_key, r.receiver, r.destination,
@@ -183,10 +190,12 @@ class Throttle:
                 destinations.append(r.destination)
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
-                                   verdict.outcome, verdict.reason, verdict.window_start,
+                                   outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
         out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
+        if grouped is not None:
+            out.append(grouped[1])
 
     def silenced(self, event: AlertEvent) -> str | None:
         """The silence muting ``event`` at its event time, if any (core/silences.py)."""

@@ -6,6 +6,7 @@ worker restores it and decides exactly as before.
 | throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s`` |
 | deliveries    | delivery_id  | ["sent" / "dead", written at]           | plain                |
 | status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
+| groups        | group key    | a group's members and flush state (decisions/grouping.GroupState) | plain |
 
 Neither the status nor the delivery table grows for ever: the sweeps of the lifecycle and
 delivery agents delete what is past its retention (decisions/retention.py) with a tombstone
@@ -446,6 +447,8 @@ class Tables:
     throttle: ThrottleTable
     deliveries: Any
     status: Any
+    #: grouping (agents/grouping.py): written only by the grouping agent, keyed like P.groups
+    groups: Any = None
 
 
 def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, partitions: int) -> Tables:
@@ -476,4 +479,6 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
         recovery_buffer_size=1,
         help="alert status per fingerprint (lifecycle)",
     ))
-    return Tables(ThrottleTable(throttle, window_s), deliveries, status)
+    groups = app.Table("groups", default=None, partitions=partitions, key_type=str,
+                       help="members and next flush per alert group (grouping)")
+    return Tables(ThrottleTable(throttle, window_s), deliveries, status, groups)

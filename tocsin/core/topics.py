@@ -12,6 +12,7 @@
 | dlq              | P.dlq                      | delivery_id  | DeliveryCommand        |
 | lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |
 | silences         | P.silences                 | silence id   | Silence (one version)  |
+| groups           | P.groups (internal)        | group key    | a grouped alert (agents/grouping.py) |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "dlq": f"{prefix}.dlq",
         "lifecycle": f"{prefix}.lifecycle",
         "silences": f"{prefix}.silences",
+        "groups": f"{prefix}.groups",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -55,10 +57,13 @@ class Topics:
     dlq: faust.TopicT
     lifecycle: faust.TopicT
     silences: faust.TopicT
+    #: grouped alerts, re-keyed by group key for the grouping agent (agents/grouping.py)
+    groups: faust.TopicT | None = None
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
-                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences]
+                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences,
+                *([self.groups] if self.groups is not None else [])]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -86,6 +91,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         dlq=t("dlq"),
         lifecycle=t("lifecycle"),
         silences=t("silences"),
+        groups=t("groups", raw=True),
     )
 
 

@@ -28,6 +28,8 @@ class Outcome(str, enum.Enum):
     BYPASS = "bypass"
     #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
     SILENCED = "silenced"
+    #: held for its group's notification (decisions/grouping.py); the reason is the group key
+    GROUPED = "grouped"
 
 
 class Decision(BaseModel):
@@ -78,6 +80,10 @@ class DeliveryCommand(BaseModel):
     #: (``circuit_open``) or its rate slot (``rate_limited``); the first two are released early
     #: once the destination's breaker closes again, a rate slot is kept
     waiting_for: Literal["retry", "circuit_open", "rate_limited"] | None = None
+    #: a group's notification (decisions/grouping.notice): its key, flush sequence, reason, the
+    #: alerts it lists (``alerts``, most severe first) and how many it has (``total``); ``alert``
+    #: is then the group's most severe alert
+    group: dict[str, Any] | None = None
 
     @property
     def channel(self) -> str:
@@ -192,7 +198,8 @@ def decision_record(decision_id: uuid.UUID, alert: dict[str, Any], dedupe_key: s
 
 def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, receiver: str,
                    destination: str, max_attempts: int, backoff_s: list[float], suppressed_count: int,
-                   failover: list[str], created_at: dt.datetime) -> dict[str, Any]:
+                   failover: list[str], created_at: dt.datetime,
+                   group: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "delivery_id": delivery_id,
         "alert": alert,
@@ -211,4 +218,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "created_at": created_at,
         "lifecycle": None,
         "waiting_for": None,
+        "group": group,
     }

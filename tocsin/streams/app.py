@@ -86,13 +86,14 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     channels = build_channels(settings, policy)
     rt = Runtime(settings, app, topics, tables, policy, channels, Outbox.for_app(app))
 
-    from ..agents import delivery, lifecycle, retry, throttle
+    from ..agents import delivery, grouping, lifecycle, retry, throttle
     from ..agents import record as record_agent
 
     throttle.register(rt)
     delivery.register(rt)
     retry.register(rt)
     lifecycle.register(rt)
+    grouping.register(rt)
     if record if record is not None else settings.record_enabled:
         record_agent.register(rt)
     from ..web import views as web

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from ...decisions.grouping import group_text
 from ...decisions.retry import Reason
 from ...schemas.messages import DeliveryCommand
 
@@ -147,6 +148,8 @@ def env_lookup(dest_conf: Mapping[str, str], key: str, env: Mapping[str, str]) -
 
 def summary_line(command: DeliveryCommand) -> str:
     a = command.alert
+    if command.group is not None:  # a group's notification (decisions/grouping.py)
+        return f"[SEV{a.severity}] {group_text(command.group).split(chr(10), 1)[0]}"
     return f"[SEV{a.severity}] {a.summary}"
 
 
@@ -158,7 +161,9 @@ def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
         text += f" ({command.suppressed_count} similar suppressed)"
     if a.is_recovery:
         text = "RESOLVED " + text
-    return {
+    if command.group is not None:  # every channel's text lists the group's alerts
+        text = f"[SEV{a.severity}] {group_text(command.group)}"
+    body = {
         "text": text,
         "delivery_id": command.delivery_id,
         "dedupe_key": command.dedupe_key,
@@ -167,3 +172,6 @@ def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
         "receiver": command.receiver,
         "alert": a.model_dump(mode="json"),
     }
+    if command.group is not None:  # the webhook body carries the group's alerts as a list
+        body["group"] = command.group
+    return body
