@@ -38,6 +38,7 @@ from ..decisions.grouping import (
     GroupRule,
     GroupState,
     admit,
+    before,
     catch_up,
     group_key,
     member_of,
@@ -218,7 +219,8 @@ class GroupAgent:
                     continue
                 if t > self.watermark.get(p, float("-inf")):
                     self.watermark[p] = t
-                    self.flush_due(p, t, working, out, now)
+                    # the flushes due before t: one due at t itself lists this alert too
+                    self.flush_due(p, before(t), working, out, now)
                 state = working[key] if key in working else GroupState.from_value(self.table.get(key))
                 working[key] = admit(state, member, rule, key, p).state
             await self.write(working, out)

@@ -24,6 +24,7 @@ are routed on their own as before, so grouping never mutes a recovery of a notif
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -220,6 +221,12 @@ def flush(state: GroupState, rule: GroupRule) -> Flush:
         notified = tuple(fp for fp in state.notified if fp in fps)
         after = replace(state, next_flush=nxt, notified=notified, members=kept)
     return Flush(at, notify, reason, after.seq, tuple(firing[:CARRIED_MAX]) if notify else (), total, after)
+
+
+def before(t: float) -> float:
+    """The clock an alert of event time ``t`` flushes its partition's groups at before it is
+    admitted: just before ``t``, so a flush due at ``t`` itself lists it (``<= T``)."""
+    return math.nextafter(t, -math.inf)
 
 
 def catch_up(state: GroupState | None, rule: GroupRule, clock: float, max_flushes: int = 10_000
