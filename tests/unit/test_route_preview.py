@@ -26,6 +26,7 @@ from tocsin.agents.channels.pagerduty import PagerDutyChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import WebhookChannel
+from tocsin.agents.grouping import Grouper
 from tocsin.agents.throttle import Throttle
 from tocsin.cli.main import cli
 from tocsin.cli.route import AT_SEND, INTERNAL, _email, document, message, scrub, secrets_of
@@ -127,6 +128,7 @@ def throttle_records(event: AlertEvent, enabled: tuple[str, ...], silences: dict
     t.outcomes, t._routes = {o: 0 for o in Outcome}, {}
     t.enabled = {"console:default", *enabled}
     t.deliveries = {ch: f"p.deliveries.{ch}" for ch in CHANNELS}
+    t.grouper = Grouper(SimpleNamespace(policy=POLICY, topics=SimpleNamespace(groups=None)))
     out: list[Any] = []
     t.decide(event, out, NOW, 0)
     return [(topic, loads(value)) for topic, _, value, _ in out]
