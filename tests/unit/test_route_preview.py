@@ -27,6 +27,7 @@ from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import WebhookChannel
 from tocsin.agents.escalation import Escalation
+from tocsin.agents.grouping import Grouper
 from tocsin.agents.maintenance import Maintenance
 from tocsin.agents.throttle import Throttle
 from tocsin.cli.main import cli
@@ -132,6 +133,7 @@ def throttle_records(event: AlertEvent, enabled: tuple[str, ...], silences: dict
     t.deliveries = {ch: f"p.deliveries.{ch}" for ch in CHANNELS}
     t.escalation = object.__new__(Escalation)  # POLICY has no escalation policies: it starts none
     t.escalation.rt = t.rt
+    t.grouper = Grouper(SimpleNamespace(policy=POLICY, topics=SimpleNamespace(groups=None)))
     out: list[Any] = []
     t.decide(event, out, NOW, 0)
     return [(topic, loads(value)) for topic, _, value, _ in out]

@@ -66,6 +66,7 @@ from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
 from .digest import Digests
 from .escalation import Escalation
+from .grouping import Grouper
 from .inhibit import Inhibitor
 from .maintenance import Maintenance
 from .reader import PartitionReader
@@ -117,6 +118,7 @@ class Throttle:
         self.maintenance = Maintenance(rt, self.notified_before)
         self.inhibitor = Inhibitor(rt)  # [[inhibit_rules]] (agents/inhibit.py)
         self.escalation = Escalation(rt)
+        self.grouper = Grouper(rt)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -204,12 +206,16 @@ class Throttle:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition, window):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
                 out.append((self.changelog_name, orjson.dumps(key), orjson.dumps(value), partition))
-        self.outcomes[verdict.outcome] += 1
+        outcome, reason = verdict.outcome, verdict.reason
+        # grouping: an alert to notify joins its group instead (agents/grouping.py)
+        grouped = self.grouper.join(event, verdict.suppressed_count) if outcome is Outcome.NOTIFY else None
+        if grouped is not None:
+            outcome, reason = Outcome.GROUPED, grouped[0]
+        self.outcomes[outcome] += 1
         alert = event.model_dump(mode="python")
         destinations: list[str] = []
-        reason = verdict.reason
         mark = len(out)
-        if verdict.notifies:
+        if verdict.notifies and grouped is None:
             routes = self.routes(event.severity, event.type)
             if self.rt.policy.recipients:
                 routes, said = self.preferred(routes, event)
@@ -226,10 +232,12 @@ class Throttle:
             # escalation: step 0 with the notification, the first later step's timer (agents/escalation.py)
             self.escalation.start(event, alert, verdict, destinations, out, now)
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
-                                   verdict.outcome, reason, verdict.window_start,
+                                   outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
         out.insert(mark, (self.decisions_name, fp.encode(), dumps(decision), None))
+        if grouped is not None:
+            out.append(grouped[1])
 
     def preferred(self, routes: list[Any], event: AlertEvent) -> tuple[list[Any], str]:
         """``routes`` as the recipients' preferences leave them at the event's time

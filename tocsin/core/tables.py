@@ -7,6 +7,7 @@ worker restores it and decides exactly as before.
 | deliveries    | delivery_id  | ["sent" / "dead", written at]           | plain                |
 | status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
 | escalations   | fingerprint  | its escalation chain (decisions/escalation.ChainState) | plain |
+| groups        | group key    | a group's members and flush state (decisions/grouping.GroupState) | plain |
 
 Neither the status nor the delivery table grows for ever: the sweeps of the lifecycle and
 delivery agents delete what is past its retention (decisions/retention.py) with a tombstone
@@ -473,6 +474,8 @@ class Tables:
     status: Any
     #: per fingerprint, its escalation chain (agents/escalation.py, its only writer)
     escalations: Any = None
+    #: grouping (agents/grouping.py): written only by the grouping agent, keyed like P.groups
+    groups: Any = None
 
 
 def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, partitions: int) -> Tables:
@@ -505,4 +508,6 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
     ))
     escalations = app.Table("escalations", default=None, partitions=partitions, key_type=str,
                             help="escalation chain per fingerprint: where it is, stopped or done")
-    return Tables(ThrottleTable(throttle, window_s), deliveries, status, escalations)
+    groups = app.Table("groups", default=None, partitions=partitions, key_type=str,
+                       help="members and next flush per alert group (grouping)")
+    return Tables(ThrottleTable(throttle, window_s), deliveries, status, escalations=escalations, groups=groups)

@@ -16,6 +16,7 @@
 | maintenance      | P.maintenance              | window id    | MaintenanceWindow (one version) |
 | inhibitions      | P.inhibitions              | kind:fingerprint | InhibitionFact (decisions/inhibit.py) |
 | escalations      | P.escalations (internal)   | fingerprint  | DeliveryCommand with ``escalation``: a due step's timer |
+| groups           | P.groups (internal)        | group key    | a grouped alert (agents/grouping.py) |
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def topic_names(prefix: str) -> dict[str, str]:
         "maintenance": f"{prefix}.maintenance",
         "inhibitions": f"{prefix}.inhibitions",
         "escalations": f"{prefix}.escalations",
+        "groups": f"{prefix}.groups",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -68,12 +70,15 @@ class Topics:
     #: escalation steps come due here (agents/escalation.py), released by the retry agent
     escalations: faust.TopicT
     inhibitions: faust.TopicT | None = None
+    #: grouped alerts, re-keyed by group key for the grouping agent (agents/grouping.py)
+    groups: faust.TopicT | None = None
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
                 self.retry, self.attempts, self.dlq, self.lifecycle, self.silences,
                 self.preferences, self.maintenance, self.escalations,
-                *([self.inhibitions] if self.inhibitions is not None else [])]
+                *([self.inhibitions] if self.inhibitions is not None else []),
+                *([self.groups] if self.groups is not None else [])]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -105,6 +110,7 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         maintenance=t("maintenance"),
         inhibitions=t("inhibitions"),
         escalations=t("escalations"),
+        groups=t("groups", raw=True),
     )
 
 

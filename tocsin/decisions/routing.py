@@ -19,6 +19,8 @@ from ..schemas.silence import SilenceMatcher
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
 from .escalation import EscalationPolicy, Step
+from .grouping import LABELS as GROUP_LABELS
+from .grouping import GroupRule
 from .inhibit import InhibitRule
 from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
 from .preferences import Preferences, QuietHours, Recipient, Rule, zone
@@ -91,6 +93,8 @@ class RoutingPolicy:
     inhibit_rules: tuple[InhibitRule, ...] = ()
     #: escalation policies, in the file's order (``[escalations.<name>]``: decisions/escalation.py)
     escalations: tuple[EscalationPolicy, ...] = ()
+    #: the ``[[groups]]`` rules, in order: the first selecting an alert groups it (decisions/grouping.py)
+    groups: tuple[GroupRule, ...] = ()
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -375,6 +379,51 @@ def _escalation(name: str, e: EscalationFile) -> EscalationPolicy:
 
 # ----------------------------------------------------------------------------------------------
 
+# -- grouping (#18 item 2): ``[[groups]]``, decisions/grouping.py ----------------------------
+
+_GROUP_DEFAULT = GroupRule("default")
+
+
+def _group_label(label: Any) -> str:
+    if not isinstance(label, str) or not (label in GROUP_LABELS or (label.startswith("details.") and len(label) > 8)):
+        raise invalid("a label is one of {known} or details.<key>", known=", ".join(GROUP_LABELS))
+    return label
+
+
+GroupSeconds = Annotated[float, Strict(), Field(gt=0, le=MAX_AGE_LIMIT_S, allow_inf_nan=False,
+                                                description=f"seconds, a number > 0 and <= {MAX_AGE_LIMIT_S:.0f}")]
+
+
+class GroupFile(Table):
+    """``[[groups]]``: the alerts one rule groups and when their groups notify."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="a name of 1..64 letters, digits, _.:-")
+    types: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="a list of alert types (empty: any)")
+    severities: tuple[Annotated[int, BeforeValidator(_severity)], ...] = Field(
+        default=(), description="a list of severities 1, 2 or 3 (empty: any)")
+    group_by: tuple[Annotated[str, BeforeValidator(_group_label)], ...] = Field(
+        default=_GROUP_DEFAULT.group_by, min_length=1, description="a non-empty list of labels")
+    group_wait_s: GroupSeconds = _GROUP_DEFAULT.group_wait_s
+    group_interval_s: GroupSeconds = _GROUP_DEFAULT.group_interval_s
+    repeat_interval_s: GroupSeconds = _GROUP_DEFAULT.repeat_interval_s
+    resolve_timeout_s: GroupSeconds = _GROUP_DEFAULT.resolve_timeout_s
+    list_max: Annotated[int, Strict()] = Field(default=_GROUP_DEFAULT.list_max, ge=1, le=100,
+                                               description="a whole number 1..100")
+
+    def rule(self) -> GroupRule:
+        return GroupRule(self.name, self.types, self.severities, self.group_by, self.group_wait_s,
+                         self.group_interval_s, self.repeat_interval_s, self.resolve_timeout_s, self.list_max)
+
+
+def _group_rules(groups: tuple[GroupFile, ...]) -> tuple[GroupRule, ...]:
+    seen: set[str] = set()
+    for i, g in enumerate(groups):
+        if g.name in seen:
+            raise _fail(("groups", i, "name"), f"a second group named {g.name!r}: names are unique")
+        seen.add(g.name)
+    return tuple(g.rule() for g in groups)
+
+
 
 class RoutingFile(Table):
     """The routing file (``TOCSIN_ROUTING_FILE``); every table defaults to empty."""
@@ -405,6 +454,8 @@ class RoutingFile(Table):
         default=(), description="expected a list of tables ([[inhibit_rules]])")
     escalations: dict[Annotated[str, Strict()], Annotated[EscalationFile, Field(description="expected a table")]] = Field(
         default_factory=dict, description="expected a table of policy name = its steps and settings")
+    groups: tuple[Annotated[GroupFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected an array of tables ([[groups]])")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -461,7 +512,8 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
                          recipients=_recipients(f.recipients), maintenance=maintenance,
                          windows=window_policy(f.throttle, f.digests),
-                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules), escalations=escalations)
+                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules), escalations=escalations,
+                         groups=_group_rules(f.groups))
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

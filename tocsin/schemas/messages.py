@@ -39,6 +39,8 @@ class Outcome(str, enum.Enum):
     ESCALATED = "escalated"
     #: an escalation stopped, held (acknowledged, resolved) or joined another; the reason says which
     ESCALATION_STOPPED = "escalation_stopped"
+    #: held for its group's notification (decisions/grouping.py); the reason is the group key
+    GROUPED = "grouped"
 
 
 #: outcomes recorded by the escalation agent about an alert already decided: not an occurrence
@@ -125,6 +127,10 @@ class DeliveryCommand(BaseModel):
     digest: DigestInfo | None = None
     #: set on an escalation step's timer (agents/escalation.py), which is no delivery
     escalation: EscalationTimer | None = None
+    #: a group's notification (decisions/grouping.notice): its key, flush sequence, reason, the
+    #: alerts it lists (``alerts``, most severe first) and how many it has (``total``); ``alert``
+    #: is then the group's most severe alert
+    group: dict[str, Any] | None = None
 
     @property
     def channel(self) -> str:
@@ -241,7 +247,8 @@ def decision_record(decision_id: uuid.UUID, alert: dict[str, Any], dedupe_key: s
 
 def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, receiver: str,
                    destination: str, max_attempts: int, backoff_s: list[float], suppressed_count: int,
-                   failover: list[str], created_at: dt.datetime) -> dict[str, Any]:
+                   failover: list[str], created_at: dt.datetime,
+                   group: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "delivery_id": delivery_id,
         "alert": alert,
@@ -262,4 +269,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "waiting_for": None,
         "digest": None,
         "escalation": None,
+        "group": group,
     }

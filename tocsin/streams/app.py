@@ -88,7 +88,7 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     channels = build_channels(settings, policy)
     rt = Runtime(settings, app, topics, tables, policy, channels, Outbox.for_app(app))
 
-    from ..agents import delivery, escalation, lifecycle, retry, throttle
+    from ..agents import delivery, escalation, grouping, lifecycle, retry, throttle
     from ..agents import record as record_agent
 
     throttle.register(rt)
@@ -96,6 +96,7 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     retry.register(rt)
     lifecycle.register(rt)
     escalation.register(rt)
+    grouping.register(rt)
     if record if record is not None else settings.record_enabled:
         record_agent.register(rt)
     from ..web import views as web

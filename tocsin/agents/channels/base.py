@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from ...decisions.grouping import group_text
 from ...decisions.retry import Reason
 from ...decisions.windows import digest_text
 from ...schemas.messages import DeliveryCommand
@@ -152,6 +153,8 @@ def summary_line(command: DeliveryCommand) -> str:
         what = digest_text(a.type, a.entity.model_dump(exclude_none=True), command.suppressed_count,
                            command.digest.window_s)
         return f"[SEV{a.severity}] DIGEST {what}: {a.summary}"
+    if command.group is not None:  # a group's notification (decisions/grouping.py)
+        return f"[SEV{a.severity}] {group_text(command.group).split(chr(10), 1)[0]}"
     return f"[SEV{a.severity}] {a.summary}"
 
 
@@ -164,6 +167,8 @@ def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
         text += f" ({command.suppressed_count} similar suppressed)"
     if a.is_recovery:
         text = "RESOLVED " + text
+    if command.group is not None:  # every channel's text lists the group's alerts
+        text = f"[SEV{a.severity}] {group_text(command.group)}"
     body = {
         "text": text,
         "delivery_id": command.delivery_id,
@@ -176,4 +181,6 @@ def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
     if command.digest is not None:
         body["digest"] = {"window_start": command.digest.window_start.isoformat().replace("+00:00", "Z"),
                           "window_s": command.digest.window_s, "count": command.suppressed_count}
+    if command.group is not None:  # the webhook body carries the group's alerts as a list
+        body["group"] = command.group
     return body
