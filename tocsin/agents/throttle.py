@@ -227,10 +227,10 @@ class Throttle:
                                      list(r.failover), now)
                 destinations.append(r.destination)
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
-        if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
-            self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
             # escalation: step 0 with the notification, the first later step's timer (agents/escalation.py)
             self.escalation.start(event, alert, verdict, destinations, out, now)
+        if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
+            self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
                                    outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
