@@ -94,7 +94,7 @@ class DecisionShape(msgspec.Struct, gc=False):
     decision_id: str
     alert: AlertShape
     dedupe_key: str
-    outcome: Literal["notify", "suppress", "bypass", "silenced"]
+    outcome: Literal["notify", "suppress", "bypass", "silenced", "flapping"]
     reason: str | None
     window_start: str
     suppressed_count: _U32 | None

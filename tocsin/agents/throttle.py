@@ -54,6 +54,7 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .flapping import Flapping
 from .reader import PartitionReader
 from .runtime import Runtime
 
@@ -91,6 +92,7 @@ class Throttle:
         self.outcomes = {o: 0 for o in Outcome}
         self._alerts_ok: bool | None = None
         self.invalid = 0
+        self.flap = Flapping(self)  # flap detection (agents/flapping.py)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -131,12 +133,15 @@ class Throttle:
 
     def process(self, msg: Any, out: Outgoing, now: dt.datetime) -> None:
         """One record (``topic``, ``partition``, ``offset``, ``key``, ``value``)."""
+        if msg.topic == self.keyed_name and self.flap.is_wake(msg.value):
+            self.flap.on_timer(msg, out, now)  # a flapping hold's end, back from the retry agent
+            return
         result = validate_raw(msg.value, msg.key, (msg.topic, msg.partition, msg.offset), now=now,
                               limits=self.limits)
         if isinstance(result, InvalidAlert):
             self.reject(result, out)
             return
-        fp = result.fingerprint
+        fp = self.flap.home(result)
         if msg.topic == self.alerts_name:
             key = msg.key
             key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
@@ -159,6 +164,9 @@ class Throttle:
                                   self.limits.max_message_bytes), out)
 
     def decide(self, event: AlertEvent, out: Outgoing, now: dt.datetime, partition: int) -> None:
+        silence = self.silenced(event)
+        if silence is None and self.flap.step(event, out, now, partition):
+            return  # flapping: decided (and recorded) there
         ts = event.epoch
         fp = event.fingerprint
         state = self.table.get(fp, ts)
@@ -166,7 +174,7 @@ class Throttle:
         if state is None and not event.is_recovery:
             prev = self.table.previous(fp, ts)
             previous = prev.suppressed if prev else 0
-        verdict = decide(state, event, self.window, previous, self.silenced(event))
+        verdict = decide(state, event, self.window, previous, silence)
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)

@@ -14,6 +14,8 @@ from pydantic import BeforeValidator, Field, Strict, ValidationError
 from ..errors import RoutingError
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
+from .flapping import OFF as FLAP_OFF
+from .flapping import FlapFile, FlapSettings
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
@@ -70,6 +72,8 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: flap detection (``[flapping]``: decisions/flapping.py); off by default
+    flapping: FlapSettings = FLAP_OFF
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -184,6 +188,7 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    flapping: FlapFile | None = Field(default=None, description="expected a table")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -225,7 +230,8 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
-    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping)
+    return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
+                         flapping=f.flapping.settings() if f.flapping is not None else FLAP_OFF)
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -28,6 +28,9 @@ class Outcome(str, enum.Enum):
     BYPASS = "bypass"
     #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
     SILENCED = "silenced"
+    #: flap detection (decisions/flapping.py): the one notification that a fingerprint flaps
+    #: (destinations set), or an event of a flapping fingerprint recorded, not notified (none)
+    FLAPPING = "flapping"
 
 
 class Decision(BaseModel):
@@ -138,6 +141,26 @@ class LifecycleEvent(BaseModel):
     note: str = ""
     at: dt.datetime = Field(default_factory=utcnow)
     alert_id: uuid.UUID | None = None
+
+
+class Wake(BaseModel):
+    """A timer of a throttle step (flapping: the end of a hold): held on ``P.deliveries.retry``
+    (key ``timer_id``) until ``not_before``, then published to ``P.alerts.keyed`` with ``key``
+    (a fingerprint: the partition of the step's state), where the throttle agent hands ``body``
+    to the step named ``timer``. ``timer`` is the first key of its JSON (how the throttle tells
+    it from an alert event without parsing)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    timer: Literal["flapping"]
+    key: str
+    timer_id: str
+    not_before: dt.datetime
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
+#: how the JSON of a ``Wake`` starts
+WAKE_PREFIX = b'{"timer":'
 
 
 class SourcePosition(BaseModel):
