@@ -13,6 +13,10 @@ The state is kept per *home* fingerprint (``home_of``): a recovery's is the fing
 resolves, so a firing and its recovery change the same state. No state means "firing, no
 recent change": a fingerprint that only ever fires keeps nothing.
 
+Event time orders: the state is the one of the newest event (``seen``, its time); an event
+older than that (a firing and its recovery travel under different keys, so either may come
+first) changes nothing: it goes on to the throttle, or while flapping is recorded.
+
 Stable for ``hold_s`` is seen two ways, which settle the same: the next event of the
 fingerprint at or past ``last_change + hold_s`` settles it first (``FlapVerdict.settled``),
 then is decided on the settled state; and a timer (``decide_timer``) scheduled at each change
@@ -148,13 +152,14 @@ class FlapState:
     suppressed: int = 0
     alert: dict[str, Any] | None = None
     first: str | None = None
+    seen: float | None = None
 
     @property
     def flapping(self) -> bool:
         return self.since is not None
 
     def to_value(self) -> dict[str, Any]:
-        v: dict[str, Any] = {"last": self.last, "changes": list(self.changes)}
+        v: dict[str, Any] = {"last": self.last, "changes": list(self.changes), "seen": self.seen}
         if self.since is not None:
             v.update(since=self.since, last_change=self.last_change, suppressed=self.suppressed,
                      alert=self.alert, first=self.first)
@@ -166,7 +171,7 @@ class FlapState:
             return value
         return cls(value.get("last", FIRING), tuple(float(t) for t in value.get("changes", ())),
                    value.get("since"), float(value.get("last_change", 0.0)), int(value.get("suppressed", 0)),
-                   value.get("alert"), value.get("first"))
+                   value.get("alert"), value.get("first"), value.get("seen"))
 
 
 class Kind(str, enum.Enum):
@@ -204,6 +209,7 @@ class FlapVerdict:
     new_state: FlapState | None  # None: leave the table unchanged
     settled: Settled | None = None  # an episode that ended before this event (notify it first)
     timer: Timer | None = None  # to schedule
+    late: bool = False  # older than the newest event: it changed nothing
 
 
 def _iso(t: float) -> str:
@@ -228,28 +234,33 @@ def decide(state: FlapState | None, new: str, ts: float, policy: FlapPolicy,
     settled = None
     if s.since is not None and ts >= s.last_change + policy.hold_s:
         settled = _settle(s, policy)
-        s = FlapState(s.last)
-    changed = new != s.last
+        s = FlapState(s.last, seen=s.seen)
+    late = s.seen is not None and ts < s.seen
+    changed = not late and new != s.last
+    seen = ts if s.seen is None or ts > s.seen else s.seen
     if s.since is not None:  # flapping
         if alert_id is not None and alert_id == s.first:
             return FlapVerdict(Kind.NOTIFY, f"flapping since {_iso(s.since)} (redelivered)", None)
-        last_change = max(s.last_change, ts) if changed else s.last_change
-        ns = replace(s, last=new, last_change=last_change, suppressed=s.suppressed + 1, alert=alert)
-        timer = Timer(s.since, last_change, last_change + policy.hold_s) if last_change != s.last_change else None
-        return FlapVerdict(Kind.SUPPRESS, f"flapping since {_iso(s.since)}: quiet until stable for {policy.hold_s:g}s",
-                           ns, settled, timer)
+        last_change = ts if changed else s.last_change
+        ns = replace(s, last=new if changed else s.last, last_change=last_change, suppressed=s.suppressed + 1,
+                     alert=s.alert if late else alert, seen=seen)
+        timer = Timer(s.since, last_change, last_change + policy.hold_s) if changed else None
+        why = "a late event (older than the newest), recorded" if late else \
+            f"quiet until stable for {policy.hold_s:g}s"
+        return FlapVerdict(Kind.SUPPRESS, f"flapping since {_iso(s.since)}: {why}", ns, settled, timer, late)
     if not changed:
-        return FlapVerdict(Kind.PASS, "stable", s if settled else None, settled)
-    newest = max(ts, *s.changes) if s.changes else ts
-    recent = sorted(t for t in (*s.changes, ts) if t > newest - policy.window_s)[-(policy.changes + 1):]
+        keep = replace(s, seen=seen) if settled or (state is not None and seen != s.seen) else None
+        return FlapVerdict(Kind.PASS, "late: older than the newest event" if late else "stable", keep, settled,
+                           late=late)
+    recent = tuple(t for t in s.changes if t > ts - policy.window_s)[-policy.changes:] + (ts,)
     if len(recent) > policy.changes:
-        ns = FlapState(new, tuple(recent), ts, ts, 0, alert, alert_id)
+        ns = FlapState(new, recent, ts, ts, 0, alert, alert_id, seen)
         return FlapVerdict(Kind.NOTIFY,
                            f"flapping: {len(recent)} state changes within {policy.window_s:g}s "
                            f"(more than {policy.changes}); quiet until stable for {policy.hold_s:g}s",
                            ns, settled, Timer(ts, ts, ts + policy.hold_s))
     return FlapVerdict(Kind.PASS, f"state change {len(recent)} of {policy.changes} within {policy.window_s:g}s",
-                       FlapState(new, tuple(recent)), settled)
+                       FlapState(new, recent, seen=seen), settled)
 
 
 def decide_timer(state: FlapState | None, timer: Timer, policy: FlapPolicy) -> tuple[Settled | None, FlapState | None]:
@@ -257,7 +268,7 @@ def decide_timer(state: FlapState | None, timer: Timer, policy: FlapPolicy) -> t
     timer is stale (the episode changed since, or is over)."""
     if state is None or state.since != timer.since or state.last_change != timer.last_change:
         return None, None
-    return _settle(state, policy), FlapState(state.last)
+    return _settle(state, policy), FlapState(state.last, seen=state.seen)
 
 
 # ---------------------------------------------------------------------------- ids and keys

@@ -39,40 +39,49 @@ F, R = FIRING, RESOLVED
 
 def flapping(last: str = R, since: float = 20.0, last_change: float = 20.0, suppressed: int = 0,
              first: str | None = "crossing") -> FlapState:
-    return FlapState(last, (0.0, 10.0, since), since, last_change, suppressed, {"summary": "x"}, first)
+    return FlapState(last, (0.0, 10.0, since), since, last_change, suppressed, {"summary": "x"}, first, last_change)
+
+
+def S(last: str, changes: tuple[float, ...], seen: float) -> FlapState:  # noqa: N802
+    return FlapState(last, changes, seen=seen)
+
+
+def flap(last: str, since: float, last_change: float, suppressed: int, seen: float, alert: Any = None,
+         first: str = "crossing", changes: tuple[float, ...] = (0.0, 10.0, 20.0)) -> FlapState:
+    return FlapState(last, changes, since, last_change, suppressed, alert, first, seen)
 
 
 # state, event (state, time, alert id) → kind, new state (None: unchanged), settled state, timer due
 EVENT_CASES: list[tuple[str, FlapState | None, str, float, str, Kind, FlapState | None, str | None, float | None]] = [
     ("a first firing keeps nothing", None, F, 0.0, "e", Kind.PASS, None, None, None),
-    ("a repeated firing keeps nothing", FlapState(F, (5.0,)), F, 9.0, "e", Kind.PASS, None, None, None),
-    ("a first recovery is a change from firing", None, R, 0.0, "e", Kind.PASS, FlapState(R, (0.0,)), None, None),
-    ("the second change is within the count", FlapState(R, (0.0,)), F, 10.0, "e", Kind.PASS,
-     FlapState(F, (0.0, 10.0)), None, None),
-    ("more than `changes` in the window: flapping", FlapState(F, (0.0, 10.0)), R, 20.0, "e", Kind.NOTIFY,
-     FlapState(R, (0.0, 10.0, 20.0), 20.0, 20.0, 0, None, "e"), None, 70.0),
-    ("changes past the window do not count", FlapState(F, (0.0, 10.0)), R, 150.0, "e", Kind.PASS,
-     FlapState(R, (150.0,)), None, None),
-    ("a change on the window's edge does not count", FlapState(F, (0.0, 10.0)), R, 110.0, "e", Kind.PASS,
-     FlapState(R, (110.0,)), None, None),
-    ("a change just inside the window counts", FlapState(F, (0.0, 10.0)), R, 109.0, "e", Kind.PASS,
-     FlapState(R, (10.0, 109.0)), None, None),
-    ("an out-of-order change counts in its window", FlapState(F, (10.0, 60.0)), R, 5.0, "e", Kind.NOTIFY,
-     FlapState(R, (5.0, 10.0, 60.0), 5.0, 5.0, 0, None, "e"), None, 55.0),
+    ("a repeat: only the newest time kept", S(F, (5.0,), 5.0), F, 9.0, "e", Kind.PASS, S(F, (5.0,), 9.0), None, None),
+    ("a first recovery is a change from firing", None, R, 0.0, "e", Kind.PASS, S(R, (0.0,), 0.0), None, None),
+    ("the second change is within the count", S(R, (0.0,), 0.0), F, 10.0, "e", Kind.PASS,
+     S(F, (0.0, 10.0), 10.0), None, None),
+    ("more than `changes` in the window: flapping", S(F, (0.0, 10.0), 10.0), R, 20.0, "e", Kind.NOTIFY,
+     flap(R, 20.0, 20.0, 0, 20.0, first="e"), None, 70.0),
+    ("changes past the window do not count", S(F, (0.0, 10.0), 10.0), R, 150.0, "e", Kind.PASS,
+     S(R, (150.0,), 150.0), None, None),
+    ("a change on the window's edge does not count", S(F, (0.0, 10.0), 10.0), R, 110.0, "e", Kind.PASS,
+     S(R, (110.0,), 110.0), None, None),
+    ("a change just inside the window counts", S(F, (0.0, 10.0), 10.0), R, 109.0, "e", Kind.PASS,
+     S(R, (10.0, 109.0), 109.0), None, None),
+    ("a late event (older than the newest) changes nothing", S(F, (0.0, 10.0), 30.0), R, 25.0, "e", Kind.PASS,
+     None, None, None),
     ("flapping: a change is suppressed, the hold starts again", flapping(), F, 30.0, "e", Kind.SUPPRESS,
-     FlapState(F, (0.0, 10.0, 20.0), 20.0, 30.0, 1, None, "crossing"), None, 80.0),
+     flap(F, 20.0, 30.0, 1, 30.0), None, 80.0),
     ("flapping: a repeat is suppressed, the hold goes on", flapping(), R, 30.0, "e", Kind.SUPPRESS,
-     FlapState(R, (0.0, 10.0, 20.0), 20.0, 20.0, 1, None, "crossing"), None, None),
-    ("flapping: a late change is suppressed, the hold goes on", flapping(last_change=40.0), F, 30.0, "e",
-     Kind.SUPPRESS, FlapState(F, (0.0, 10.0, 20.0), 20.0, 40.0, 1, None, "crossing"), None, None),
+     flap(R, 20.0, 20.0, 1, 30.0), None, None),
+    ("flapping: a late event is suppressed and changes nothing", flapping(last_change=40.0), F, 30.0, "e",
+     Kind.SUPPRESS, flap(R, 20.0, 40.0, 1, 40.0, {"summary": "x"}), None, None),
     ("flapping: the crossing event again is notified again", flapping(), R, 20.0, "crossing", Kind.NOTIFY,
      None, None, None),
     ("stable for hold_s: settled first, then decided as stable", flapping(suppressed=3), R, 70.0, "e", Kind.PASS,
-     FlapState(R), R, None),
+     S(R, (), 70.0), R, None),
     ("stable for hold_s: settled first, then a first change", flapping(), F, 75.0, "e", Kind.PASS,
-     FlapState(F, (75.0,)), R, None),
+     S(F, (75.0,), 75.0), R, None),
     ("just short of hold_s: still flapping", flapping(), R, 69.9, "e", Kind.SUPPRESS,
-     FlapState(R, (0.0, 10.0, 20.0), 20.0, 20.0, 1, None, "crossing"), None, None),
+     flap(R, 20.0, 20.0, 1, 69.9), None, None),
 ]
 
 
@@ -108,7 +117,7 @@ def test_timer_cases(state: FlapState | None, timer: Timer, settled: str | None)
     assert (s.state if s else None) == settled
     if s is not None:
         assert state is not None
-        assert new_state == FlapState(state.last) and s.at == timer.due and s.alert == state.alert
+        assert new_state == FlapState(state.last, seen=state.seen) and s.at == timer.due and s.alert == state.alert
     else:
         assert new_state is None
 
@@ -133,7 +142,7 @@ def test_a_recovery_is_decided_under_the_fingerprint_it_resolves() -> None:
 
 
 def test_state_round_trips_through_the_changelog_json() -> None:
-    for s in (FlapState(), FlapState(R, (1.5, 2.0)), flapping(suppressed=4)):
+    for s in (FlapState(), FlapState(R, (1.5, 2.0), seen=3.0), flapping(suppressed=4)):
         assert FlapState.from_value(orjson.loads(orjson.dumps(s.to_value()))) == s
     assert FlapState.from_value(None) is None
 
@@ -225,7 +234,7 @@ def run(policy: FlapPolicy, script: list[Any], back: float = 0.0) -> list[tuple[
             out.append(("settled", v.settled.state))
         if v.timer is not None:
             timers.append(v.timer)
-        out.append((v.kind.value, new))
+        out.append(("late" if v.late else v.kind.value, new))
     while timers:
         fire(timers.pop(0))
     return out
@@ -242,13 +251,14 @@ def test_a_replay_decides_the_same(policy: FlapPolicy, script: list[Any], back: 
 def test_a_recovery_is_never_muted_silently(policy: FlapPolicy, script: list[Any], back: float) -> None:
     """Once every timer fired, the last thing flap detection let through (``pass``: on to the
     throttle, which bypasses a recovery) or notified (the ``flapping`` notification, the settled
-    one) is the fingerprint's last state: a recovery after which no firing came is notified,
-    at the latest by the settled notification of its episode."""
+    one) is the fingerprint's last state, the newest event's: a recovery after which no newer
+    firing came is notified, at the latest by the settled notification of its episode. (A
+    late event, older than the newest, goes on to the throttle or, flapping, is recorded.)"""
     out = run(policy, script, back)
-    decided = [(k, s) for k, s in out if k != "settled"]
+    decided = [(k, s) for k, s in out if k not in ("settled", "late")]
     if not decided:
         return
-    final = decided[-1][1]
+    final = decided[-1][1]  # the newest event's (a late one changes nothing)
     seen = [s for k, s in out if k in ("pass", "notify", "settled")]
     assert seen and seen[-1] == final, out
     # every recovery muted while flapping is followed by a settled notification
