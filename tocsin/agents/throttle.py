@@ -74,6 +74,9 @@ SEND_BACKOFF = Backoff(0.1, 5.0)
 class Throttle:
     """Decides one event at a time and collects what to send."""
 
+    #: flap detection (agents/flapping.py); None: none (a Throttle made without __init__)
+    flap: Flapping | None = None
+
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
         self.rt = rt
@@ -133,15 +136,16 @@ class Throttle:
 
     def process(self, msg: Any, out: Outgoing, now: dt.datetime) -> None:
         """One record (``topic``, ``partition``, ``offset``, ``key``, ``value``)."""
-        if msg.topic == self.keyed_name and self.flap.is_wake(msg.value):
-            self.flap.on_timer(msg, out, now)  # a flapping hold's end, back from the retry agent
+        flap = self.flap
+        if flap is not None and msg.topic == self.keyed_name and flap.is_wake(msg.value):
+            flap.on_timer(msg, out, now)  # a flapping hold's end, back from the retry agent
             return
         result = validate_raw(msg.value, msg.key, (msg.topic, msg.partition, msg.offset), now=now,
                               limits=self.limits)
         if isinstance(result, InvalidAlert):
             self.reject(result, out)
             return
-        fp = self.flap.home(result)
+        fp = flap.home(result) if flap is not None else result.fingerprint
         if msg.topic == self.alerts_name:
             key = msg.key
             key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
@@ -165,7 +169,7 @@ class Throttle:
 
     def decide(self, event: AlertEvent, out: Outgoing, now: dt.datetime, partition: int) -> None:
         silence = self.silenced(event)
-        if silence is None and self.flap.step(event, out, now, partition):
+        if silence is None and self.flap is not None and self.flap.step(event, out, now, partition):
             return  # flapping: decided (and recorded) there
         ts = event.epoch
         fp = event.fingerprint
