@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -106,9 +107,11 @@ async def test_a_flapping_component_is_notified_once_then_settles(stack: Stack, 
     assert [t["key"] for t in timers if t["value"].get("key") == home]
 
     # recorded in ClickHouse with their reasons
-    import aiohttp
-
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
         rows = await until_rows(session, w.url, f"SELECT outcome, count() FROM tocsin.alerts FINAL WHERE "
                                                 f"position(summary, '{name}') > 0 GROUP BY outcome ORDER BY outcome", 4)
-    assert {r[0]: int(r[1]) for r in rows} == {"bypass": 2, "flapping": 3, "notify": 1, "suppress": 1}
+        assert {r[0]: int(r[1]) for r in rows} == {"bypass": 2, "flapping": 3, "notify": 1, "suppress": 1}
+        # the dashboard's stats carry the decisions per outcome (the last 24 hours: none of these)
+        async with session.get(f"{w.url}/api/alerts/stats") as r:
+            stats = await r.json()
+        assert isinstance(stats["by_outcome"], dict), stats
