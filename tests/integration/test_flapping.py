@@ -115,3 +115,37 @@ async def test_a_flapping_component_is_notified_once_then_settles(stack: Stack, 
         async with session.get(f"{w.url}/api/alerts/stats") as r:
             stats = await r.json()
         assert isinstance(stats["by_outcome"], dict), stats
+
+
+@pytest.mark.timeout(180)
+async def test_a_restart_keeps_the_episode_and_its_timer(stack: Stack, webhook: HttpReceiver, tmp_path: Path) -> None:
+    """The worker stops while the fingerprint flaps, its hold not over: the next worker restores
+    the flapping table from its changelog, keeps the episode (a change it decides is quiet) and
+    the retry agent's timer of the last change, scheduled before the stop and read again from the
+    retry topic (the event after the restart is no change, so it schedules none), settles it once."""
+    routing = tmp_path / "routing.toml"
+    routing.write_text(ROUTING.replace("hold_s = 8", "hold_s = 20"))
+    env = {"TOCSIN_WEBHOOK_DEFAULT_URL": webhook.url, "TOCSIN_ROUTING_FILE": str(routing)}
+    w = await stack.start_worker(**env)
+    name = f"db-{uuid.uuid4().hex[:6]}"
+
+    async def decided(*items: tuple[bytes, bytes]) -> None:
+        await produce(stack.bootstrap, stack.topic("alerts"), list(items))
+        want = {orjson.loads(v)["summary"] for _, v in items}
+        await read_topic(stack.bootstrap, stack.topic("decisions"), timeout=30,
+                         until=lambda d: want <= {x["value"]["alert"]["summary"] for x in d})
+
+    for at, recovered in ((0, False), (1, True), (2, False), (3, True)):
+        await decided(event(name, recovered, at))
+    w.stop(timeout=30)
+    await stack.start_worker(**env)
+    await decided(event(name, True, 4))  # still flapping, no change: quiet, and no new timer
+
+    await webhook.wait_for(lambda r: any(x.body["alert"]["summary"].startswith("[settled") for x in r), timeout=90)
+    got = [x.body["alert"]["summary"] for x in webhook.requests if name in x.body["alert"]["summary"]]
+    assert got == [f"{name} down at 0", f"{name} up at 1", f"[flapping] {name} up at 3",
+                   f"[settled resolved] {name} up at 4"], got
+    decisions = await read_topic(stack.bootstrap, stack.topic("decisions"), timeout=30,
+                                 until=lambda d: any("[settled" in x["value"]["alert"]["summary"] for x in d))
+    quiet = [x["value"] for x in decisions if x["value"]["alert"]["summary"] == f"{name} up at 4"]
+    assert quiet and all(q["outcome"] == "flapping" and q["destinations"] == [] for q in quiet)
