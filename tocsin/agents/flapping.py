@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..decisions.flapping import (
@@ -90,17 +91,22 @@ class Flapping:
         assert self.table is not None
         home = home_of(event)
         state = self.table.get(home)
-        alert = event.model_dump(mode="json")
-        v = decide(state, state_of(event), event.epoch, policy, alert, str(event.alert_id))
-        if v.new_state is not None:
-            out.append(self.table.store(home, v.new_state, partition))
+        # (a crossing needs a state: its alert id, kept to know it again, is only wanted then)
+        v = decide(state, state_of(event), event.epoch, policy, None,
+                   str(event.alert_id) if state is not None else None)
+        new_state = v.new_state
+        if new_state is not None and new_state.flapping and not v.late and v.kind is not Kind.PASS:
+            # the event the settled notification reports: dumped only while flapping
+            new_state = replace(new_state, alert=event.model_dump(mode="json"))
+        if new_state is not None:
+            out.append(self.table.store(home, new_state, partition))
         if v.settled is not None:
             self.notify_settled(home, v.settled, out, now)
         if v.timer is not None:
             self.schedule(home, event.type, v.timer, event.epoch, out, now)
         if v.kind is Kind.PASS:
             return False
-        episode = v.new_state if v.new_state is not None else state
+        episode = new_state if new_state is not None else state
         assert episode is not None and episode.since is not None
         notified = v.kind is Kind.NOTIFY
         shown = None

@@ -230,6 +230,8 @@ def decide(state: FlapState | None, new: str, ts: float, policy: FlapPolicy,
 
     ``alert`` (the event, JSON-mode) is kept while flapping for the settled notification;
     ``alert_id`` tells a re-consumed crossing event (notified again) from another event."""
+    if state is None and new == FIRING:  # the common case, kept cheap: nothing to keep
+        return _STABLE
     s = state or FlapState()
     settled = None
     if s.since is not None and ts >= s.last_change + policy.hold_s:
@@ -261,6 +263,9 @@ def decide(state: FlapState | None, new: str, ts: float, policy: FlapPolicy,
                            ns, settled, Timer(ts, ts, ts + policy.hold_s))
     return FlapVerdict(Kind.PASS, f"state change {len(recent)} of {policy.changes} within {policy.window_s:g}s",
                        FlapState(new, recent, seen=seen), settled)
+
+
+_STABLE = FlapVerdict(Kind.PASS, "stable", None)
 
 
 def decide_timer(state: FlapState | None, timer: Timer, policy: FlapPolicy) -> tuple[Settled | None, FlapState | None]:
