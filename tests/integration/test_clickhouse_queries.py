@@ -173,6 +173,9 @@ def test_every_query_file_is_covered() -> None:
     assert set(query_names()) == {
         "alerts_filtered", "attempts_of_alert", "delivery_success_rate", "failing_destinations",
         "latency_by_channel", "noisiest_fingerprints", "totals_24h_by_severity", "totals_24h_by_type",
+        # the dashboard's charts: tests/integration/test_chart_queries.py
+        "alerts_by_severity_over_time", "alerts_by_outcome_over_time", "delivery_success_over_time",
+        "latency_over_time",
     }
 
 

@@ -68,3 +68,38 @@ async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
         out.close()
     assert rc in (0, 130, -signal.SIGINT)
     assert not port_open("127.0.0.1", kafka) and not port_open("127.0.0.1", web)
+
+
+@pytest.mark.timeout(180)
+async def test_dev_demo_shows_throttle_recovery_retries_and_preferences(tmp_path: Path) -> None:
+    """`tocsin dev --demo`: its endpoints, routing and minute of alerts, decided by the worker as
+    the demo promises (read back from the topics), then Ctrl-C stops it all."""
+    from .harness import read_topic
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+    kafka, web = free_port(), free_port()
+    bootstrap = f"127.0.0.1:{kafka}"
+    env.update({"TOCSIN_KAFKA_BOOTSTRAP": bootstrap, "TOCSIN_WEB_PORT": str(web), "PYTHONUNBUFFERED": "1"})
+    log = tmp_path / "dev.out"
+    out = open(log, "wb")  # noqa: SIM115
+    dev = subprocess.Popen([sys.executable, "-m", "tocsin.cli.main", "dev", "--demo"], cwd=tmp_path, env=env,
+                           stdout=out, stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_at_a_terminal)
+    try:
+        deadline = time.monotonic() + 150
+        while "tocsin dev --demo: all" not in log.read_text() and time.monotonic() < deadline:
+            assert dev.poll() is None, log.read_text()[-3000:]
+            await asyncio.sleep(0.5)
+        assert "tocsin dev --demo: all" in log.read_text(), log.read_text()[-3000:]
+        decisions = [d["value"] for d in await read_topic(bootstrap, "tocsin.decisions", min_count=29, timeout=60)]
+        outcomes = {(d["alert"]["type"], d["outcome"]) for d in decisions}
+        assert {("order_rejected", "notify"), ("order_rejected", "suppress"),
+                ("position_limit_hit", "bypass")} <= outcomes
+        assert any("dana's quiet hours" in d["reason"] for d in decisions if d["alert"]["type"] == "daily_loss_limit")
+        dead = await read_topic(bootstrap, "tocsin.dlq", min_count=1, timeout=60)
+        assert dead[0]["value"]["destination"] == "webhook:failing"
+    finally:
+        dev.send_signal(signal.SIGINT)
+        rc = await asyncio.to_thread(dev.wait, 60)
+        out.close()
+    assert rc in (0, 130, -signal.SIGINT)
+    assert not port_open("127.0.0.1", kafka) and not port_open("127.0.0.1", web)

@@ -42,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tocsin.decisions.routing import default_policy_path
 from tocsin.infra.broker import EmbeddedBroker, free_port
 
 from .conftest import base_env
@@ -102,6 +103,17 @@ async def _seed(stack: Stack, w: WorkerProcess) -> None:
             await asyncio.sleep(0.2)
 
 
+RECIPIENTS = """
+[recipients.alice]
+destinations = ["slack:alice", "email:alice"]
+quiet_hours = { start = "22:00", end = "07:00" }
+
+[recipients.payments]
+kind = "team"
+destinations = ["webhook:payments"]
+"""
+
+
 @pytest.fixture(scope="module")
 def api_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """One worker for the module: every operation is probed on the same one."""
@@ -109,8 +121,10 @@ def api_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProce
     broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker.log").start()
     prefix = "t" + uuid.uuid4().hex[:8]
     stack = Stack(broker.bootstrap, prefix, tmp, base_env(broker.bootstrap, prefix, tmp))
+    routing = tmp / "routing.toml"  # the shipped routing and two recipients, so preferences are probed too
+    routing.write_text(default_policy_path().read_text("utf-8") + RECIPIENTS, "utf-8")
     try:
-        w = stack.worker(TOCSIN_API_TOKEN=TOKEN, TOCSIN_READ_TOKEN=READ_TOKEN,
+        w = stack.worker(TOCSIN_API_TOKEN=TOKEN, TOCSIN_READ_TOKEN=READ_TOKEN, TOCSIN_ROUTING_FILE=str(routing),
                          TOCSIN_RECORD_ENABLED="true", TOCSIN_RECORD_BATCH_S="0.2").start()
         asyncio.run(_seed(stack, w))
         yield w

@@ -26,6 +26,7 @@ from tocsin.agents.channels.pagerduty import PagerDutyChannel
 from tocsin.agents.channels.slack import SlackChannel
 from tocsin.agents.channels.telegram import TelegramChannel
 from tocsin.agents.channels.webhook import WebhookChannel
+from tocsin.agents.maintenance import Maintenance
 from tocsin.agents.throttle import Throttle
 from tocsin.cli.main import cli
 from tocsin.cli.route import AT_SEND, INTERNAL, _email, document, message, scrub, secrets_of
@@ -121,8 +122,9 @@ def throttle_records(event: AlertEvent, enabled: tuple[str, ...], silences: dict
     """What the throttle agent sends for ``event`` seen first in its window (agents/throttle.py)."""
     t: Any = object.__new__(Throttle)
     t.rt = SimpleNamespace(policy=POLICY, silences=SimpleNamespace(index=SilenceIndex(silences)),
-                           settings=SimpleNamespace(throttle_expires_s=7200))
-    t.table = SimpleNamespace(get=lambda fp, ts: None, previous=lambda fp, ts: None, store=lambda *a: [])
+                           settings=SimpleNamespace(throttle_expires_s=7200), maintenance=None)
+    t.maintenance = Maintenance(t.rt, t.notified_before)
+    t.table = SimpleNamespace(get=lambda fp, ts, w=None: None, previous=lambda fp, ts, w=None: None, store=lambda *a: [])
     t.window, t.changelog_name, t.decisions_name = 600, "p.throttle-changelog", "p.decisions"
     t.outcomes, t._routes = {o: 0 for o in Outcome}, {}
     t.enabled = {"console:default", *enabled}

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 #: Tocsin's own messages: their alert's details were sanitized once already (schemas/alert.py)
 INTERNAL = {"internal": True}
 
+#: the decision reason a status keeps (the decision record keeps all of it)
+REASON_MAX = 200
+
 ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED = "active", "acknowledged", "resolved", "dismissed"
 STATUSES = (ACTIVE, ACKNOWLEDGED, RESOLVED, DISMISSED)
 _BY_ACTION = {LifecycleAction.ACKNOWLEDGE: ACKNOWLEDGED, LifecycleAction.RESOLVE: RESOLVED,
@@ -80,6 +83,8 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
     """A valid alert's decision folded into its fingerprint's status."""
     a = d.alert
     s = dict(status) if status else empty_status(a.fingerprint)
+    if d.outcome is Outcome.DIGEST:  # the end of a window, not an occurrence (decisions/windows.py)
+        return s
     seen = _iso(a.event_timestamp)
     s["occurrences"] += 1
     if d.outcome is Outcome.SUPPRESS:
@@ -91,8 +96,14 @@ def fold_decision(status: dict[str, Any] | None, d: Decision) -> dict[str, Any]:
         s.update(last_seen=seen, alert_id=str(a.alert_id), type=a.type, severity=a.severity,
                  summary=a.summary, entity=a.entity.model_dump(exclude_none=True), source=a.source,
                  requires_action=a.requires_action)
-    if d.outcome is not Outcome.SUPPRESS and d.outcome is not Outcome.SILENCED and newest:
+        # why the latest alert was or was not notified (the dashboard shows it)
+        s.update(outcome=d.outcome.value, reason=d.reason[:REASON_MAX])
+    if d.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED) and newest:
         s["notified_alert_id"] = str(a.alert_id)  # the alert whose deliveries to show
+    if newest and d.outcome is Outcome.INHIBITED:  # held by an inhibition rule (decisions/inhibit.py)
+        s["inhibited_by"] = d.reason
+    elif newest:
+        s.pop("inhibited_by", None)
     paged = [x for x in d.destinations if x.startswith("pagerduty:")]
     if paged:  # an on-call action on it is relayed there (channels/pagerduty.py)
         s["paged"] = sorted({*s.get("paged", ()), *paged})
@@ -125,8 +136,10 @@ def fold(status: dict[str, Any] | None, event: Decision | LifecycleEvent) -> dic
 
 
 def ends_problem(d: Decision) -> bool:
-    """A recovery, notified (``bypass``) or muted by a silence: the problem ended either way."""
-    return d.outcome is Outcome.BYPASS or (d.outcome is Outcome.SILENCED and d.alert.is_recovery)
+    """A recovery, notified (``bypass``) or muted by a silence, a maintenance window or an
+    inhibition: the problem ended either way."""
+    return d.outcome is Outcome.BYPASS or (d.outcome in (Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED)
+                                           and d.alert.is_recovery)
 
 
 def recovery_resolve(d: Decision) -> LifecycleEvent | None:

@@ -94,7 +94,7 @@ class DecisionShape(msgspec.Struct, gc=False):
     decision_id: str
     alert: AlertShape
     dedupe_key: str
-    outcome: Literal["notify", "suppress", "bypass", "silenced", "flapping"]
+    outcome: Literal["notify", "suppress", "bypass", "silenced", "muted", "inhibited", "digest", "flapping"]
     reason: str | None
     window_start: str
     suppressed_count: _U32 | None

@@ -25,7 +25,8 @@ from ..core import metrics
 from ..errors import OutboxStopped, RecordRefused
 from ..schemas.messages import DeliveryCommand, Wake
 from .common import decode, keep_bad
-from .outbox import record
+from .digest import Digests
+from .outbox import Record, record
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def register(rt: Runtime) -> None:
     heap: list[tuple[float, int, DeliveryCommand | Wake, Any]] = []
     seq = itertools.count()
     wake = asyncio.Event()
+    digests = Digests(rt)
 
     async def release_due() -> None:
         """Re-publish every due command at once, then acknowledge their events: only once the
@@ -50,11 +52,18 @@ def register(rt: Runtime) -> None:
         the broker refuses for good is kept on the DLQ instead."""
         now = dt.datetime.now(dt.UTC).timestamp()
         due: list[tuple[DeliveryCommand | Wake, Any]] = []
+        extra: list[Record] = []
         while heap and heap[0][0] <= now:
             _, _, cmd, event = heapq.heappop(heap)
             due.append((cmd, event))
         if due:
-            records = [released(cmd) for cmd, _ in due]
+            records = []
+            for cmd, _ in due:
+                if isinstance(cmd, DeliveryCommand) and cmd.digest is not None:  # a window's digest: its
+                    cmd, decided = digests.fire(cmd, dt.datetime.now(dt.UTC))  # count read now, its decision
+                    extra.extend(decided)
+                records.append(released(cmd))
+            records += extra
             refused: dict[int, BaseException] = {}
             try:
                 await rt.outbox.send_many(records)

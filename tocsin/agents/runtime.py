@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import faust
 
+from ..core.preferences import PreferenceView
 from ..core.settings import Settings
 from ..core.silences import SilenceView
 from ..core.tables import Tables
@@ -50,6 +51,11 @@ class Runtime:
     store: Store | None = None
     #: every silence, read from ``P.silences`` (core/silences.py; set by streams/silences.py)
     silences: SilenceView | None = None
+    #: people's preferences set through the API, read from ``P.preferences`` (core/preferences.py;
+    #: set by web/preferences.py)
+    preferences: PreferenceView | None = None
+    #: every one-off maintenance window, read from ``P.maintenance`` (set by web/maintenance.py)
+    maintenance: SilenceView | None = None
     #: the worker has joined the group and recovered its tables once (streams/app.py)
     started: bool = False
 

@@ -36,10 +36,20 @@ from faust.types import TP
 
 from ..core import metrics
 from ..core.silences import wait_loaded
+from ..decisions import preferences
 from ..decisions.backoff import Backoff, Failure, retry
-from ..decisions.routing import route
+from ..decisions.maintenance import muted_verdict
+from ..decisions.routing import route, route_to
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
+from ..decisions.windows import (
+    DEFAULT_WINDOWS,
+    WindowPolicy,
+    default_window,
+    window_for,
+    window_lengths,
+    window_tag,
+)
 from ..infra import faust_compat
 from ..schemas.alert import AlertEvent
 from ..schemas.codec import dumps
@@ -54,7 +64,10 @@ from ..schemas.messages import (
 from ..schemas.validate import InputLimits, rejection, validate_raw
 from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
+from .digest import Digests
 from .flapping import Flapping
+from .inhibit import Inhibitor
+from .maintenance import Maintenance
 from .reader import PartitionReader
 from .runtime import Runtime
 
@@ -74,6 +87,10 @@ SEND_BACKOFF = Backoff(0.1, 5.0)
 class Throttle:
     """Decides one event at a time and collects what to send."""
 
+    #: the routing file's per-type windows and digests (set from the policy in __init__)
+    policy_windows: WindowPolicy = DEFAULT_WINDOWS
+    #: the inhibition step (agents/inhibit.py); None where a Throttle is built without __init__
+    inhibitor: Inhibitor | None = None
     #: flap detection (agents/flapping.py); None: none (a Throttle made without __init__)
     flap: Flapping | None = None
 
@@ -82,7 +99,11 @@ class Throttle:
         self.rt = rt
         self.table = rt.tables.throttle
         self.changelog_name = self.table.table.changelog_topic.get_topic_name()
-        self.window = s.throttle_window_s
+        self.policy_windows = rt.policy.windows
+        #: the default window (the routing file's [throttle] default_s, else the setting) and
+        #: the digests (decisions/windows.py, agents/digest.py)
+        self.window = default_window(self.policy_windows, s.throttle_window_s)
+        self.digests = Digests(rt)
         self.partitions = s.partitions
         self.limits = InputLimits(max_message_bytes=s.max_message_bytes, max_future_skew_s=s.max_future_skew_s)
         self.alerts_name = rt.topics.alerts.get_topic_name()
@@ -95,6 +116,8 @@ class Throttle:
         self.outcomes = {o: 0 for o in Outcome}
         self._alerts_ok: bool | None = None
         self.invalid = 0
+        self.maintenance = Maintenance(rt, self.notified_before)
+        self.inhibitor = Inhibitor(rt)  # [[inhibit_rules]] (agents/inhibit.py)
         self.flap = Flapping(self)  # flap detection (agents/flapping.py)
 
     def alerts_copartitioned(self) -> bool:
@@ -168,37 +191,64 @@ class Throttle:
                                   self.limits.max_message_bytes), out)
 
     def decide(self, event: AlertEvent, out: Outgoing, now: dt.datetime, partition: int) -> None:
-        silence = self.silenced(event)
-        if silence is None and self.flap is not None and self.flap.step(event, out, now, partition):
-            return  # flapping: decided (and recorded) there
         ts = event.epoch
         fp = event.fingerprint
-        state = self.table.get(fp, ts)
+        window = window_for(self.policy_windows, event.type, self.window)  # per type
+        state = self.table.get(fp, ts, window)
         previous = 0
         if state is None and not event.is_recovery:
-            prev = self.table.previous(fp, ts)
+            prev = self.table.previous(fp, ts, window)
             previous = prev.suppressed if prev else 0
-        verdict = decide(state, event, self.window, previous, silence)
+        silenced = self.silenced(event)
+        muted = None if silenced is not None else self.maintenance.muted(event)
+        tag = window_tag(window, self.window)
+        verdict = (decide(state, event, window, previous, silenced, window_tag=tag) if muted is None
+                   else muted_verdict(state, event, window, muted, window_tag=tag))
+        if self.inhibitor is not None:
+            verdict = self.inhibitor.apply(event, verdict, out, lambda: self.notified_before(event))
+        if (verdict.outcome not in (Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED) and self.flap is not None
+                and self.flap.step(event, out, now, partition)):
+            return  # flapping (agents/flapping.py): decided and recorded there, the throttle window untouched
         if verdict.new_state is not None:
-            for key, value in self.table.store(fp, ts, verdict.new_state, partition):
+            for key, value in self.table.store(fp, ts, verdict.new_state, partition, window):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)
                 out.append((self.changelog_name, orjson.dumps(key), orjson.dumps(value), partition))
         self.outcomes[verdict.outcome] += 1
         alert = event.model_dump(mode="python")
         destinations: list[str] = []
+        reason = verdict.reason
         if verdict.notifies:
-            for r in self.routes(event.severity, event.type):
+            routes = self.routes(event.severity, event.type)
+            if self.rt.policy.recipients:
+                routes, said = self.preferred(routes, event)
+                reason = f"{reason}; {said}" if said else reason
+            for r in routes:
                 did = delivery_id_for(verdict.dedupe_key, r.receiver, r.destination)
                 cmd = command_record(did, alert, verdict.dedupe_key, r.receiver, r.destination,
                                      r.max_attempts, list(r.backoff_s), verdict.suppressed_count,
                                      list(r.failover), now)
                 destinations.append(r.destination)
                 out.append((self.deliveries[r.destination.split(":", 1)[0]], did.encode(), dumps(cmd), None))
+        if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
+            self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
         decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
-                                   verdict.outcome, verdict.reason, verdict.window_start,
+                                   verdict.outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from
         out.insert(len(out) - len(destinations), (self.decisions_name, fp.encode(), dumps(decision), None))
+
+    def preferred(self, routes: list[Any], event: AlertEvent) -> tuple[list[Any], str]:
+        """``routes`` as the recipients' preferences leave them at the event's time
+        (decisions/preferences.py), and why they changed ("" when they did not)."""
+        view = self.rt.preferences
+        applied = preferences.apply([r.destination for r in routes], self.rt.policy.recipients, event.severity,
+                                    event.type, event.event_timestamp, is_recovery=event.is_recovery,
+                                    enabled=self.enabled, versions=view.versions if view is not None else None)
+        if not applied.changes:
+            return routes, ""
+        by_name = {r.destination: r for r in routes}
+        return ([by_name.get(d) or route_to(d, self.rt.policy, self.enabled) for d in applied.destinations],
+                applied.reason)
 
     def silenced(self, event: AlertEvent) -> str | None:
         """The silence muting ``event`` at its event time, if any (core/silences.py)."""
@@ -210,9 +260,13 @@ class Throttle:
     def notified_before(self, event: AlertEvent) -> bool:
         """Whether a firing of the fingerprint a recovery resolves was notified in a window the
         table still keeps (TOCSIN_THROTTLE_EXPIRES_S): a window holds state only then."""
-        target, ts, window = event.resolves or event.fingerprint, event.epoch, self.window
-        kept = max(self.rt.settings.throttle_expires_s, window * 2) // window + 1
-        return any(self.table.get(target, ts - k * window) is not None for k in range(kept))
+        target, ts = event.resolves or event.fingerprint, event.epoch
+        expires = self.rt.settings.throttle_expires_s
+        for window in window_lengths(self.policy_windows, self.window):  # the problem's type is not known
+            kept = max(expires, window * 2) // window + 1
+            if any(self.table.get(target, ts - k * window, window) is not None for k in range(kept)):
+                return True
+        return False
 
     def flush_metrics(self) -> None:
         for o, n in self.outcomes.items():
@@ -251,6 +305,9 @@ class HotReader(PartitionReader):
     async def started(self) -> None:
         self.sender = BatchSender(faust_compat.aiokafka_producer(self.app))
         await wait_loaded(self.rt.silences)  # decide knowing every silence set before this worker started
+        await wait_loaded(self.rt.maintenance)  # and every one-off maintenance window
+        if self.throttle.inhibitor is not None:
+            await self.throttle.inhibitor.loaded()  # and every inhibition fact
 
     def reset(self) -> None:
         self.positions.clear()

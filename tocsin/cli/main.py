@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -151,7 +152,10 @@ def broker() -> None:
 
 
 @cli.command()
-def dev(loglevel: str = typer.Option("info")) -> None:
+def dev(loglevel: str = typer.Option("info"),
+        demo: bool = typer.Option(False, "--demo", help="feed a scripted minute of alerts (throttle, recovery, "
+                                  "retries and failover, preferences, noise control) to webhook endpoints of its "
+                                  "own, with a routing file of its own, to watch on the dashboard")) -> None:
     """Embedded broker + worker + web: what `make dev` runs. Ctrl-C stops all."""
     from ..infra.broker import EmbeddedBroker
     from ..infra.redact import redact_url
@@ -169,8 +173,18 @@ def dev(loglevel: str = typer.Option("info")) -> None:
     typer.echo(f"tocsin dev: broker {b.bootstrap}, dashboard http://{s.web_host}:{s.web_port}/, "
                f"ClickHouse {redact_url(s.clickhouse_dsn)}, file channel {s.file_path}", err=True)
     env = dict(os.environ)
+    show = None
+    if demo:
+        from ..tools.demo import Demo
+
+        show = Demo(s.data_dir)
+        env.update(show.start(dt.datetime.now(dt.UTC)))
+        typer.echo(f"tocsin dev --demo: routing {env['TOCSIN_ROUTING_FILE']}", err=True)
     proc = subprocess.Popen([sys.executable, "-m", "tocsin.cli.main", "worker", "--loglevel", loglevel],
                             env=env)
+    if show is not None:
+        show.feed_when_ready(f"http://{s.web_host}:{s.web_port}/health", b.bootstrap, f"{s.topic_prefix}.alerts",
+                             lambda text: typer.echo(text, err=True))
 
     def _stop(*_: Any) -> None:
         if proc.poll() is None:
@@ -186,6 +200,8 @@ def dev(loglevel: str = typer.Option("info")) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     finally:
+        if show is not None:
+            show.stop()
         b.stop()
 
 
@@ -264,7 +280,7 @@ def send(
 def _register_optional() -> None:
     """Commands built in their own modules (ClickHouse, replay, DLQ, bench, route and check-config)."""
     for mod in ("tocsin.cli.replay", "tocsin.cli.dlq", "tocsin.cli.store",
-                "tocsin.cli.bench", "tocsin.cli.route"):
+                "tocsin.cli.bench", "tocsin.cli.route", "tocsin.cli.maintenance"):
         try:
             __import__(mod)
         except ImportError as exc:

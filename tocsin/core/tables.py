@@ -3,7 +3,7 @@ worker restores it and decides exactly as before.
 
 | table         | key          | value                                   | kind                 |
 |---------------|--------------|-----------------------------------------|----------------------|
-| throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s`` |
+| throttle      | fingerprint  | [first alert_id, suppressed count]      | tumbling window (event time), ``throttle_window_s``; a per-type window of another length (routing file ``[throttle.types]``) keyed by its own range |
 | deliveries    | delivery_id  | ["sent" / "dead", written at]           | plain                |
 | status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
 | flapping      | fingerprint (a recovery's: the one it resolves) | flap state: last state, recent change times, the episode | plain (only fingerprints that changed state) |
@@ -56,6 +56,13 @@ class _PartitionEvent:
         self.message = message
 
 
+def range_of(ts: float, window_s: int) -> tuple[float, float]:
+    """The range of the tumbling window of ``window_s`` at ``ts``, as Faust writes a window's
+    (``WindowRange_from_start``: start, start + size - 0.1)."""
+    start = float((ts // window_s) * window_s)
+    return (start, start + window_s - 0.1)
+
+
 class ThrottleTable:
     """Event-time access to the windowed throttle table.
 
@@ -78,22 +85,39 @@ class ThrottleTable:
     def _key(self, fingerprint: str, ts: float) -> tuple:
         return (fingerprint, self.table.window.current(ts))
 
-    def get(self, fingerprint: str, ts: float) -> WindowState | None:
-        return WindowState.from_value(self.table.data.get(self._key(fingerprint, ts)))
+    def _key_of(self, fingerprint: str, ts: float, window_s: int | None) -> tuple:
+        if window_s is None or window_s == self.window_s:
+            return self._key(fingerprint, ts)
+        return (fingerprint, range_of(ts, window_s))
 
-    def previous(self, fingerprint: str, ts: float) -> WindowState | None:
-        return self.get(fingerprint, ts - self.window_s)
+    def get(self, fingerprint: str, ts: float, window_s: int | None = None) -> WindowState | None:
+        """The state of the fingerprint's window at ``ts``: the table's own, or, ``window_s``
+        another length (a per-type window, decisions/windows.py), that length's window."""
+        return WindowState.from_value(self.table.data.get(self._key_of(fingerprint, ts, window_s)))
 
-    def store(self, fingerprint: str, ts: float, state: WindowState, partition: int) -> list[tuple[Any, Any]]:
+    def previous(self, fingerprint: str, ts: float, window_s: int | None = None) -> WindowState | None:
+        return self.get(fingerprint, ts - (window_s or self.window_s), window_s)
+
+    def store(self, fingerprint: str, ts: float, state: WindowState, partition: int,
+              window_s: int | None = None) -> list[tuple[Any, Any]]:
         """Keep ``state`` for the fingerprint's window(s) and index it for expiry; returns the
         (key, value) changelog records to send to ``partition``. One shared range tuple per
-        window, not one per key."""
+        window, not one per key. ``window_s`` another length than the table's: that window,
+        kept until the end of the one after it (its count is shown on that one's first
+        notification) plus the table's expiry."""
         table = self.table
         value = state.to_value()
         records = []
         # the RocksDB store picks the partition's database from Faust's current event
         token = faust_compat.set_current_event(self._partition_event(partition))
         try:
+            if window_s is not None and window_s != self.window_s:
+                rng = range_of(ts, window_s)
+                rng = self._ranges.setdefault(rng, rng)
+                key = (fingerprint, rng)
+                table.data[key] = value
+                faust_compat.set_key_ttl(table, key, partition, at=rng[1] + window_s)
+                return [(key, value)]
             for rng in faust_compat.window_ranges(table, ts):
                 rng = self._ranges.setdefault(rng, rng)
                 key = (fingerprint, rng)

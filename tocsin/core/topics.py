@@ -12,6 +12,9 @@
 | dlq              | P.dlq                      | delivery_id  | DeliveryCommand        |
 | lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |
 | silences         | P.silences                 | silence id   | Silence (one version)  |
+| preferences      | P.preferences              | person       | a person's preferences set through the API (one version; core/preferences.py) |
+| maintenance      | P.maintenance              | window id    | MaintenanceWindow (one version) |
+| inhibitions      | P.inhibitions              | kind:fingerprint | InhibitionFact (decisions/inhibit.py) |
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def topic_names(prefix: str) -> dict[str, str]:
         "dlq": f"{prefix}.dlq",
         "lifecycle": f"{prefix}.lifecycle",
         "silences": f"{prefix}.silences",
+        "preferences": f"{prefix}.preferences",
+        "maintenance": f"{prefix}.maintenance",
+        "inhibitions": f"{prefix}.inhibitions",
     }
     for ch in CHANNELS:
         names[f"deliveries.{ch}"] = f"{prefix}.deliveries.{ch}"
@@ -55,10 +61,15 @@ class Topics:
     dlq: faust.TopicT
     lifecycle: faust.TopicT
     silences: faust.TopicT
+    preferences: faust.TopicT
+    maintenance: faust.TopicT
+    inhibitions: faust.TopicT | None = None
 
     def all(self) -> list[faust.TopicT]:
         return [self.alerts, self.alerts_keyed, self.invalid, self.decisions, *self.deliveries.values(),
-                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences]
+                self.retry, self.attempts, self.dlq, self.lifecycle, self.silences,
+                self.preferences, self.maintenance,
+                *([self.inhibitions] if self.inhibitions is not None else [])]
 
 
 def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
@@ -86,6 +97,9 @@ def make_topics(app: faust.App, prefix: str, partitions: int) -> Topics:
         dlq=t("dlq"),
         lifecycle=t("lifecycle"),
         silences=t("silences"),
+        preferences=t("preferences"),
+        maintenance=t("maintenance"),
+        inhibitions=t("inhibitions"),
     )
 
 

@@ -22,7 +22,8 @@ from typing import Any
 from ..schemas.alert import AlertEvent
 from ..schemas.messages import command_record, decision_record, delivery_id_for
 from ..schemas.silence import Silence
-from .routing import ReceiverPolicy, Route, RoutingPolicy, default_failover, route
+from . import preferences
+from .routing import ReceiverPolicy, Route, RoutingPolicy, default_failover, route, route_to
 from .silence import SilenceIndex, current
 from .throttle import Verdict, decide, decision_id_for
 
@@ -95,7 +96,16 @@ def preview(event: AlertEvent, policy: RoutingPolicy, enabled: Iterable[str], wi
     verdict = decide(None, event, window_s, silenced_by=muted_by[0].id) if muted_by else unmuted
     alert = event.model_dump(mode="python")
     deliveries = []
-    for r in route(event.severity, event.type, policy, enabled_set):
+    routes = route(event.severity, event.type, policy, enabled_set)
+    reason = verdict.reason
+    if policy.recipients:  # as the throttle applies them (the routing file's; not the API's)
+        applied = preferences.apply([r.destination for r in routes], policy.recipients, event.severity, event.type,
+                                    event.event_timestamp, is_recovery=event.is_recovery, enabled=enabled_set)
+        if applied.changes:
+            by_name = {r.destination: r for r in routes}
+            routes = [by_name.get(d) or route_to(d, policy, enabled_set) for d in applied.destinations]
+            reason = f"{reason}; {applied.reason}"
+    for r in routes:
         rp = policy.policy_for(r.receiver)
         chain = rp.failover if rp.failover is not None else default_failover(r.destination)
         did = delivery_id_for(unmuted.dedupe_key, r.receiver, r.destination)
@@ -105,7 +115,7 @@ def preview(event: AlertEvent, policy: RoutingPolicy, enabled: Iterable[str], wi
                                    tuple(d for d in chain if d not in enabled_set and d != r.destination)))
     destinations = [d.route.destination for d in deliveries] if verdict.notifies else []
     decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key, verdict.outcome,
-                               verdict.reason, verdict.window_start, verdict.suppressed_count, destinations, now)
+                               reason, verdict.window_start, verdict.suppressed_count, destinations, now)
     skipped = tuple(n for n in named_for(event, policy) if n not in enabled_set)
     return Preview(event, verdict, unmuted, muted_by, decision, tuple(deliveries), skipped)
 

@@ -3,20 +3,30 @@ policy and failover chain. Pure over plain values; the policy is loaded from TOM
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, Strict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError
 
 from ..errors import RoutingError
+from ..schemas.silence import SilenceMatcher
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
 from .flapping import OFF as FLAP_OFF
 from .flapping import FlapFile, FlapSettings
+from .inhibit import InhibitRule
+from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
+from .preferences import Preferences, QuietHours, Recipient, Rule, zone
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
+from .silence import InvalidSilence, parse_matcher
+from .timeinterval import NamedIntervalFile, named_intervals
+from .windows import DEFAULT_WINDOWS, DigestsFile, ThrottleFile, WindowPolicy, window_policy
 
 CHANNELS = ("console", "file", "webhook", "email", "slack", "telegram", "pagerduty")
 DEFAULT_FAILOVER_ORDER = ("webhook", "email", "console")
@@ -72,6 +82,14 @@ class RoutingPolicy:
     destinations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: how Alertmanager alerts become events (``[ingest.alertmanager]``: decisions/alertmanager.py)
     alertmanager: AlertmanagerMapping = DEFAULT_MAPPING
+    #: people and teams with their preferences (``[recipients.<name>]``: decisions/preferences.py)
+    recipients: tuple[Recipient, ...] = ()
+    #: recurring maintenance windows (``[[time_intervals]]``, ``[[maintenance]]``: decisions/maintenance.py)
+    maintenance: MaintenancePolicy = NO_MAINTENANCE
+    #: per-type throttle windows and digests (``[throttle]``, ``[digests]``: decisions/windows.py)
+    windows: WindowPolicy = DEFAULT_WINDOWS
+    #: ``[[inhibit_rules]]``, in file order (decisions/inhibit.py)
+    inhibit_rules: tuple[InhibitRule, ...] = ()
     #: flap detection (``[flapping]``: decisions/flapping.py); off by default
     flapping: FlapSettings = FLAP_OFF
 
@@ -173,6 +191,152 @@ class IngestFile(Table):
     alertmanager: MappingFile | None = Field(default=None, description="expected a table")
 
 
+# ---------------------------------------------------------- recipients' preferences (preferences.py)
+
+
+def _hh_mm(value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise invalid("a local time as \"HH:MM\" (00:00..23:59)")
+    return dt.time(int(value[:2]), int(value[3:]))
+
+
+def _time_zone(name: Any) -> str:
+    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
+        raise invalid("an IANA time zone name, such as \"Europe/Berlin\" or \"UTC\"")
+    try:
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid("an IANA time zone name, such as \"Europe/Berlin\" or \"UTC\"") from None
+    return name
+
+
+def _channel(name: Any) -> str:
+    if name not in CHANNELS:
+        raise invalid("a channel: {known}", known=", ".join(CHANNELS))
+    return str(name)
+
+
+LocalTime = Annotated[dt.time, BeforeValidator(_hh_mm)]
+
+
+class RuleFile(Table):
+    """An ``opt_in`` or ``opt_out`` rule (preferences.Rule)."""
+
+    severities: tuple[Annotated[int, BeforeValidator(_severity)], ...] = Field(
+        default=(), description="a list of severities, each 1, 2 or 3")
+    types: tuple[Annotated[str, Strict(), Field(min_length=1, max_length=64)], ...] = Field(
+        default=(), description="a list of alert types")
+    channels: tuple[Annotated[str, BeforeValidator(_channel)], ...] = Field(
+        default=(), description=f"a list of channels, each one of {', '.join(CHANNELS)}")
+    destinations: Destinations = ()
+
+    def rule(self) -> Rule:
+        return Rule(frozenset(self.severities), frozenset(self.types), frozenset(self.channels), self.destinations)
+
+
+class QuietHoursFile(Table):
+    start: LocalTime
+    end: LocalTime
+
+
+class PreferencesFile(Table):
+    """What a recipient prefers; the body of ``PUT /api/preferences/{name}`` too."""
+
+    time_zone: Annotated[str, BeforeValidator(_time_zone)] = "UTC"
+    quiet_hours: QuietHoursFile | None = Field(default=None, description="expected a table: start and end, \"HH:MM\"")
+    opt_in: tuple[RuleFile, ...] = Field(default=(), description="expected a list of tables")
+    opt_out: tuple[RuleFile, ...] = Field(default=(), description="expected a list of tables")
+
+    def preferences(self) -> Preferences:
+        q = self.quiet_hours
+        return Preferences(self.time_zone, QuietHours(q.start, q.end) if q else None,
+                           tuple(r.rule() for r in self.opt_in), tuple(r.rule() for r in self.opt_out))
+
+
+class RecipientFile(PreferencesFile):
+    """``[recipients.<name>]``: a person's or a team's destinations and preferences."""
+
+    kind: Literal["person", "team"] = Field(default="person", description="\"person\" or \"team\"")
+    destinations: Annotated[tuple[Destination, ...], Field(min_length=1, description="a non-empty list of destinations")]
+
+
+def _recipient_name(name: Any) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        raise invalid("a recipient's name: letters, digits, _ . @ - (64 at most)")
+    return name
+
+
+RecipientName = Annotated[str, BeforeValidator(_recipient_name)]
+
+
+def check_preferences(prefs: PreferencesFile, destinations: Iterable[str], where: Loc) -> RoutingError | None:
+    """The checks of values together: an opt-in or opt-out names only the recipient's own
+    destinations (an API caller never sends alerts anywhere the routing file does not say)."""
+    own = set(destinations)
+    for kind in ("opt_in", "opt_out"):
+        for i, rule in enumerate(getattr(prefs, kind)):
+            for j, d in enumerate(rule.destinations):
+                if d not in own:
+                    return _fail((*where, kind, i, "destinations", j),
+                                 f"{d} is not one of this recipient's destinations ({', '.join(sorted(own))})")
+            if kind == "opt_in" and not rule.destinations:
+                return _fail((*where, kind, i, "destinations"), "an opt_in names the destinations it adds")
+    return None
+
+
+def _recipients(given: Mapping[str, RecipientFile]) -> tuple[Recipient, ...]:
+    owner: dict[str, str] = {}
+    out = []
+    for name, r in given.items():
+        where: Loc = ("recipients", name)
+        for i, d in enumerate(r.destinations):
+            if d in owner:
+                raise _fail((*where, "destinations", i), f"{d} is already {owner[d]}'s: a destination has one owner")
+            owner[d] = name
+        if (err := check_preferences(r, r.destinations, where)) is not None:
+            raise err
+        out.append(Recipient(name, r.kind, r.destinations, r.preferences()))
+    return tuple(out)
+# ---------------------------------------------------------------- inhibit rules (decisions/inhibit.py)
+
+_MATCHER_TEXT = "a matcher as amtool writes one: name=\"value\" (=, !=, =~ or !~)"
+
+
+def _matcher(text: Any) -> SilenceMatcher:
+    if not isinstance(text, str):
+        raise invalid(_MATCHER_TEXT)
+    try:
+        return parse_matcher(text)
+    except (ValueError, InvalidSilence) as exc:
+        raise invalid("{why}; expected " + _MATCHER_TEXT, why=exc) from None
+
+
+def _some(matchers: tuple[SilenceMatcher, ...]) -> tuple[SilenceMatcher, ...]:
+    if not matchers:
+        raise invalid("at least one matcher; each " + _MATCHER_TEXT)
+    return matchers
+
+
+Matchers = Annotated[tuple[Annotated[SilenceMatcher, BeforeValidator(_matcher)], ...], AfterValidator(_some),
+                     Field(description=f"a list of matchers, each {_MATCHER_TEXT}")]
+
+
+class InhibitRuleFile(Table):
+    """``[[inhibit_rules]]``: a target alert is muted while a source alert with the same
+    ``equal`` labels fires (Alertmanager's inhibit_rules)."""
+
+    name: Annotated[str, Strict()] = Field(min_length=1, max_length=200,
+                                           description="the rule's name (the decision's reason), 1..200 characters")
+    source_matchers: Matchers
+    target_matchers: Matchers
+    equal: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="a list of label names")
+
+    def rule(self) -> InhibitRule:
+        return InhibitRule(self.name, self.source_matchers, self.target_matchers, self.equal)
+
+
 class RoutingFile(Table):
     """The routing file (``TOCSIN_ROUTING_FILE``); every table defaults to empty."""
 
@@ -188,6 +352,18 @@ class RoutingFile(Table):
                                               Field(description="a table of *_env names")]] = Field(
         default_factory=dict, description="expected a table of destination = its settings' *_env names")
     ingest: IngestFile = Field(default_factory=IngestFile, description="expected a table")
+    recipients: dict[RecipientName, Annotated[RecipientFile, Field(description="expected a table")]] = Field(
+        default_factory=dict, description="expected a table of recipient name = its destinations and preferences")
+    # maintenance windows (decisions/timeinterval.py, decisions/maintenance.py)
+    time_intervals: tuple[Annotated[NamedIntervalFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[time_intervals]]: name, time_intervals)")
+    maintenance: tuple[Annotated[MaintenanceFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[maintenance]]: time_intervals, matchers)")
+    # per-type throttle windows and digests (decisions/windows.py)
+    throttle: ThrottleFile = Field(default_factory=ThrottleFile, description="expected a table")
+    digests: DigestsFile = Field(default_factory=DigestsFile, description="expected a table")
+    inhibit_rules: tuple[Annotated[InhibitRuleFile, Field(description="expected a table")], ...] = Field(
+        default=(), description="expected a list of tables ([[inhibit_rules]])")
     flapping: FlapFile | None = Field(default=None, description="expected a table")
 
 
@@ -230,7 +406,21 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
             raise _fail(("receivers", name, "allow_mentions"), f"only for {' and '.join(MENTION_CHANNELS)} destinations")
         receivers[name] = _receiver(r, ("receivers", name), default)
     mapping = DEFAULT_MAPPING if f.ingest.alertmanager is None else f.ingest.alertmanager.mapping()
+    intervals, twice = named_intervals(f.time_intervals)
+    if twice is not None:
+        raise _fail(twice, "a name given to two [[time_intervals]]")
+    maintenance, unknown = maintenance_policy(intervals, f.maintenance)
+    if unknown is not None:
+        raise _fail(*unknown)
+    names: set[str] = set()
+    for i, ir in enumerate(f.inhibit_rules):
+        if ir.name in names:
+            raise _fail(("inhibit_rules", i, "name"), f"another rule is named {ir.name!r}: each name once")
+        names.add(ir.name)
     return RoutingPolicy(f.severity, f.types, f.always, receivers, default, f.destinations, mapping,
+                         recipients=_recipients(f.recipients), maintenance=maintenance,
+                         windows=window_policy(f.throttle, f.digests),
+                         inhibit_rules=tuple(r.rule() for r in f.inhibit_rules),
                          flapping=f.flapping.settings() if f.flapping is not None else FLAP_OFF)
 
 
@@ -297,10 +487,14 @@ def route(
             wanted.append(name)
     if not wanted:
         wanted.append("console:default")
-    routes = []
-    for name in wanted:
-        rp = policy.policy_for(name)
-        chain = rp.failover if rp.failover is not None else default_failover(name)
-        failover = tuple(d for d in chain if d in enabled_set and d != name)
-        routes.append(Route(name, name, rp.max_attempts, rp.schedule, failover))
-    return routes
+    return [route_to(name, policy, enabled_set) for name in wanted]
+
+
+def route_to(name: str, policy: RoutingPolicy, enabled: Iterable[str]) -> Route:
+    """The route to destination ``name``: its receiver's policy and failover chain (the enabled
+    destinations of it)."""
+    enabled_set = set(enabled) | {"console:default"}
+    rp = policy.policy_for(name)
+    chain = rp.failover if rp.failover is not None else default_failover(name)
+    failover = tuple(d for d in chain if d in enabled_set and d != name)
+    return Route(name, name, rp.max_attempts, rp.schedule, failover)

@@ -72,7 +72,7 @@ class Verdict:
 
     @property
     def notifies(self) -> bool:
-        return self.outcome is not Outcome.SUPPRESS and self.outcome is not Outcome.SILENCED
+        return self.outcome not in (Outcome.SUPPRESS, Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED)
 
 
 def bucket_of(epoch_s: float, window_s: int) -> int:
@@ -89,6 +89,7 @@ def decide(
     window_s: int,
     previous_suppressed: int = 0,
     silenced_by: str | None = None,
+    window_tag: str = "",
 ) -> Verdict:
     """Decide one event against the state of its (fingerprint, bucket).
 
@@ -97,11 +98,12 @@ def decide(
     is notified again: its delivery ids are the same, so delivery recognises it.
     ``silenced_by`` names the silence that mutes the event (``decisions.silence.silenced_by``):
     it is decided ``silenced`` with that id as its reason and leaves the window untouched, so
-    the first alert after the silence is notified.
+    the first alert after the silence is notified. ``window_tag`` follows the bucket in the
+    dedupe key of a window other than the default (``decisions.windows.window_tag``).
     """
     bucket = bucket_of(event.epoch, window_s)
     window_start = dt.datetime.fromtimestamp(bucket * window_s, dt.UTC)
-    key = dedupe_key_for(event.fingerprint, bucket)
+    key = dedupe_key_for(event.fingerprint, bucket) + window_tag
     key_of_alert = alert_key(event.alert_id)
     if silenced_by is not None:
         return Verdict(Outcome.SILENCED, silenced_by, f"{key}:{event.alert_id}" if event.is_recovery else key,

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import logging
 import types
 import weakref
@@ -394,10 +395,23 @@ def window_ranges(table: Any, ts: float) -> Iterator[tuple[float, float]]:
     return table._window_ranges(ts)  # type: ignore[no-any-return]  # noqa: SLF001
 
 
-def set_key_ttl(table: Any, key: Any, partition: int) -> None:
+def set_key_ttl(table: Any, key: Any, partition: int, at: float | None = None) -> None:
     """Index a windowed key for expiry (``Collection._maybe_set_key_ttl``), as Faust's
-    ``__setitem__`` does. Buys: the throttle's windows expire as Faust's own would."""
-    table._maybe_set_key_ttl(key, partition)  # noqa: SLF001
+    ``__setitem__`` does. Buys: the throttle's windows expire as Faust's own would.
+
+    ``at``: index it as if its window ended then (Faust's expiry is that + ``expires``), not at
+    its own range's end: a per-type window longer than the table's (decisions/windows.py) is
+    kept through the window after it, whose first notification shows its count. The same
+    three structures ``_maybe_set_key_ttl`` writes."""
+    if at is None:
+        table._maybe_set_key_ttl(key, partition)  # noqa: SLF001
+        return
+    if not table._should_expire_keys():  # noqa: SLF001
+        return
+    heapq.heappush(table._partition_timestamps[partition], at)  # noqa: SLF001
+    latest = table._partition_latest_timestamp  # noqa: SLF001
+    latest[partition] = max(latest[partition], at)
+    table._partition_timestamp_keys[(partition, at)].add(key)  # noqa: SLF001
 
 
 def rocksdb_items(store: Any, partition: int) -> Iterator[tuple[bytes, bytes]] | None:

@@ -22,7 +22,7 @@ from .clickhouse.queries import load_query
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "tocsin-clickhouse"}
 #: query parameter → what the panel puts in its place
-PARAMS = {"since": "$__fromTime_ms", "until": "$__toTime_ms", "limit": "20"}
+PARAMS = {"since": "$__fromTime_ms", "until": "$__toTime_ms", "limit": "20", "bucket_s": "$__interval_s"}
 _PARAM = re.compile(r"\{(\w+):[^}]+\}")
 
 #: (title, named query, description) of the table panels, in order

@@ -28,6 +28,13 @@ class Outcome(str, enum.Enum):
     BYPASS = "bypass"
     #: muted by a silence (decisions/silence.py); the decision's reason is the silence's id
     SILENCED = "silenced"
+    #: muted by a maintenance window (decisions/maintenance.py); the reason names the window
+    MUTED = "muted"
+    #: the end of a throttle window with suppressed repeats, notified as one digest
+    #: (decisions/windows.py); the reason says how many and which window
+    DIGEST = "digest"
+    #: muted by an inhibition rule while a source alert fires (decisions/inhibit.py); the reason is the rule's name
+    INHIBITED = "inhibited"
     #: flap detection (decisions/flapping.py): the one notification that a fingerprint flaps
     #: (destinations set), or an event of a flapping fingerprint recorded, not notified (none)
     FLAPPING = "flapping"
@@ -53,6 +60,19 @@ def delivery_id_for(dedupe_key: str, receiver: str, destination: str) -> str:
     """Deterministic: the same alert notification to the same destination has one id."""
     raw = f"{dedupe_key}\x1f{receiver}\x1f{destination}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class DigestInfo(BaseModel):
+    """What makes a delivery command a digest (decisions/windows.py): the throttle window it
+    sums up; its ``suppressed_count`` is the window's count when it is released."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window_start: dt.datetime
+    window_s: int
+    decision_id: uuid.UUID
+    #: the receivers of the window's digest (the decision's destinations)
+    destinations: list[str] = Field(default_factory=list)
 
 
 class DeliveryCommand(BaseModel):
@@ -81,6 +101,8 @@ class DeliveryCommand(BaseModel):
     #: (``circuit_open``) or its rate slot (``rate_limited``); the first two are released early
     #: once the destination's breaker closes again, a rate slot is kept
     waiting_for: Literal["retry", "circuit_open", "rate_limited"] | None = None
+    #: a digest of a throttle window's suppressed repeats, not the alert's first notification
+    digest: DigestInfo | None = None
 
     @property
     def channel(self) -> str:
@@ -234,4 +256,5 @@ def command_record(delivery_id: str, alert: dict[str, Any], dedupe_key: str, rec
         "created_at": created_at,
         "lifecycle": None,
         "waiting_for": None,
+        "digest": None,
     }

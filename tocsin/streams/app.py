@@ -19,6 +19,7 @@ from ..core.settings import Settings
 from ..core.tables import make_tables
 from ..core.topics import make_topics
 from ..decisions.routing import load_policy
+from ..decisions.windows import default_window
 from ..infra import faust_compat
 from ..infra.kafka import broker_credentials, client_kwargs
 from ..schemas import codec as _codec  # noqa: F401  (registers the "tocsin" codec)
@@ -80,9 +81,10 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
     webauth.check_exposure(settings)
     app = make_faust_app(settings)
     topics = make_topics(app, settings.topic_prefix, settings.partitions)
-    tables = make_tables(app, settings.topic_prefix, settings.throttle_window_s,
-                         settings.throttle_expires_s, settings.partitions)
     policy = load_policy(settings.routing_file)
+    # the routing file's [throttle] default_s, else TOCSIN_THROTTLE_WINDOW_S (decisions/windows.py)
+    tables = make_tables(app, settings.topic_prefix, default_window(policy.windows, settings.throttle_window_s),
+                         settings.throttle_expires_s, settings.partitions)
     channels = build_channels(settings, policy)
     rt = Runtime(settings, app, topics, tables, policy, channels, Outbox.for_app(app))
 

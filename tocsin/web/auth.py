@@ -10,7 +10,9 @@ Surfaces:
   loopback worker with no token configured;
 - ``sql``: analyst SQL (``/api/sql``): the read or the API token, always one;
 - ``write``: lifecycle actions, setting and expiring silences (``POST /api/v2/silences``,
-  ``DELETE /api/v2/silence/{id}``; reading them is ``read``): the API token, always;
+  ``DELETE /api/v2/silence/{id}``; reading them is ``read``), one-off maintenance windows
+  (``/api/maintenance``), changing a person's preferences (``PUT``/``DELETE
+  /api/preferences/{name}``; reading them is ``read``): the API token, always;
 - ``ingest``: alerts posted by Alertmanager and PagerDuty clients (``POST /api/v1/alerts``,
   ``/api/v2/alerts``, ``/api/ingest/...``, ``/v2/enqueue``): the ingest or the API token, as a
   bearer or as basic auth's password (Prometheus's ``alertmanager_config`` sends either);
@@ -67,7 +69,9 @@ def surface_of(method: str, path: str) -> Surface:
     if path == "/api/sql" or path.startswith("/api/sql/"):
         return Surface.SQL
     if path == "/api/alerts" or path.startswith("/api/alerts/") or path == "/api/v2/silences" \
-            or path.startswith("/api/v2/silence/"):
+            or path.startswith("/api/v2/silence/") or path == "/api/preferences" \
+            or path.startswith("/api/preferences/") or path == "/api/maintenance" \
+            or path.startswith("/api/maintenance/"):
         if method in ("GET", "HEAD"):
             return Surface.READ
         return Surface.WRITE

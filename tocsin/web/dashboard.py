@@ -1,6 +1,6 @@
 """The on-call dashboard: ``/`` serves ``index.html``, ``/static/{name}`` its script and style.
 
-No build step: three files under ``tocsin/web/static``, read once and served from memory.
+No build step: four files under ``tocsin/web/static``, read once and served from memory.
 Only the listed names are served (no path from the request ever reaches the file system).
 """
 
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 FILES: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 

@@ -27,6 +27,7 @@ import orjson
 from pydantic import ValidationError
 
 from ..agents.runtime import Runtime
+from ..core.follow import follow
 from ..core.silences import READ_BACK_TIMEOUT_S, SilenceView
 from ..decisions import silence as rules
 from ..schemas.silence import Silence, iso_millis
@@ -121,14 +122,7 @@ def register(rt: Runtime) -> None:
 
     @app.task
     async def _read_silences() -> None:
-        while not app.should_stop:
-            try:
-                await view.run(rt.settings, lambda: bool(app.should_stop))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the view must go on: read again from the beginning
-                log.exception("silences: reading %s failed; reading it again", topic)
-                await asyncio.sleep(1.0)
+        await follow(view, rt.settings, lambda: bool(app.should_stop))
 
     async def unavailable(web: Any) -> Any | None:
         """503 while the view has not read the topic yet (waiting a little for it first)."""

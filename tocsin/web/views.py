@@ -95,6 +95,10 @@ def register(rt: Any) -> None:
         return
     api.register(rt)
 
+    from . import charts
+
+    charts.register(rt)
+
     try:
         from . import dashboard
     except ImportError:
@@ -104,6 +108,13 @@ def register(rt: Any) -> None:
     from . import silences
 
     silences.register(rt)
+
+    from . import preferences
+
+    preferences.register(rt)
+    from . import maintenance
+
+    maintenance.register(rt)
 
     from . import ingest
 

@@ -42,6 +42,26 @@ def test_suppressed_occurrences_are_counted_and_last_seen_moves() -> None:
     assert s["last_seen"] == "2026-11-22T10:00:03Z" and s["summary"] == "again 3"
 
 
+@pytest.mark.parametrize(("outcomes", "outcome", "reason"), [
+    ([(Outcome.NOTIFY, 0, "first in window")], "notify", "first in window"),
+    ([(Outcome.NOTIFY, 0, "first in window"), (Outcome.SUPPRESS, 5, "duplicate in window")],
+     "suppress", "duplicate in window"),
+    # a late alert (older than the latest) changes the counts, not the latest decision
+    ([(Outcome.SUPPRESS, 5, "duplicate in window"), (Outcome.NOTIFY, 0, "first in window")],
+     "suppress", "duplicate in window"),
+    ([(Outcome.NOTIFY, 0, "first in window"), (Outcome.SILENCED, 9, "silence-1")], "silenced", "silence-1"),
+    ([(Outcome.NOTIFY, 0, "x" * 300)], "notify", "x" * 200),
+])
+def test_the_status_keeps_why_its_latest_alert_was_or_was_not_notified(
+        outcomes: list[tuple[Outcome, int, str]], outcome: str, reason: str) -> None:
+    s = None
+    for o, secs, why in outcomes:
+        d = decision(o, T0 + dt.timedelta(seconds=secs))
+        s = fold(s, d.model_copy(update={"reason": why}))
+    assert s is not None and (s["outcome"], s["reason"]) == (outcome, reason)
+    assert fold(s, action(LifecycleAction.ACKNOWLEDGE, T0 + dt.timedelta(hours=1)))["outcome"] == outcome
+
+
 @pytest.mark.parametrize(("act", "status"), [(LifecycleAction.ACKNOWLEDGE, "acknowledged"),
                                              (LifecycleAction.RESOLVE, "resolved"),
                                              (LifecycleAction.DISMISS, "dismissed")])

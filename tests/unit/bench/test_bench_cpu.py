@@ -40,7 +40,9 @@ async def test_sample_cpu_tells_a_busy_process_from_an_idle_one() -> None:
         for t in tasks:
             t.cancel()
         assert len(hot) >= 2 and len(cold) >= 2  # one sample a second
-        assert min(hot) > 20 and max(cold) < 10  # a spinning process, even on shared cores
+        # a spinning process gets what the shared cores give it (under a load of 16 on 2 cores, about
+        # 10 %), a sleeping one nothing: told apart by their ratio, not by a share of a core
+        assert min(hot) > max(1.0, 3 * max(cold)) and max(cold) < 10
     finally:
         busy.kill()
         idle.kill()

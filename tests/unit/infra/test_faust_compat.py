@@ -277,6 +277,12 @@ def test_window_ranges_and_key_ttl_are_what_a_windowed_set_does(app: faust.App) 
     key = ("fp", ranges[0])
     faust_compat.set_key_ttl(table, key, 2)
     assert key in table._partition_timestamp_keys[(2, ranges[0][1])]  # noqa: SLF001
+    # indexed at another time: what _maybe_set_key_ttl writes, at that time; and expired by it
+    assert "heappush(self._partition_timestamps[partition], range_end)" in source(Collection._maybe_set_key_ttl)
+    assert "self._partition_timestamp_keys.pop(" in source(Collection._del_old_keys)
+    faust_compat.set_key_ttl(table, ("long", (0.0, 86399.9)), 2, at=172799.9)
+    assert ("long", (0.0, 86399.9)) in table._partition_timestamp_keys[(2, 172799.9)]  # noqa: SLF001
+    assert 172799.9 in table._partition_timestamps[2]  # noqa: SLF001
 
 
 def test_the_rocksdb_store_keeps_a_database_per_partition() -> None:

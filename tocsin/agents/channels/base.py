@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ...decisions.retry import Reason
+from ...decisions.windows import digest_text
 from ...schemas.messages import DeliveryCommand
 
 ERROR_MAX = 500
@@ -147,18 +148,23 @@ def env_lookup(dest_conf: Mapping[str, str], key: str, env: Mapping[str, str]) -
 
 def summary_line(command: DeliveryCommand) -> str:
     a = command.alert
+    if command.digest is not None:  # every channel's headline (and an email's subject)
+        what = digest_text(a.type, a.entity.model_dump(exclude_none=True), command.suppressed_count,
+                           command.digest.window_s)
+        return f"[SEV{a.severity}] DIGEST {what}: {a.summary}"
     return f"[SEV{a.severity}] {a.summary}"
 
 
 def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
-    """The JSON body of a webhook: the alert, the delivery id, the suppressed count and text."""
+    """The JSON body of a webhook: the alert, the delivery id, the suppressed count and text
+    (and, for a digest of a throttle window, the window)."""
     a = command.alert
     text = summary_line(command)
-    if command.suppressed_count:
+    if command.suppressed_count and command.digest is None:
         text += f" ({command.suppressed_count} similar suppressed)"
     if a.is_recovery:
         text = "RESOLVED " + text
-    return {
+    body = {
         "text": text,
         "delivery_id": command.delivery_id,
         "dedupe_key": command.dedupe_key,
@@ -167,3 +173,7 @@ def payload_dict(command: DeliveryCommand) -> dict[str, Any]:
         "receiver": command.receiver,
         "alert": a.model_dump(mode="json"),
     }
+    if command.digest is not None:
+        body["digest"] = {"window_start": command.digest.window_start.isoformat().replace("+00:00", "Z"),
+                          "window_s": command.digest.window_s, "count": command.suppressed_count}
+    return body

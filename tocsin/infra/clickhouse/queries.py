@@ -2,7 +2,8 @@
 
 Each file is one ClickHouse query with ``{name:Type}`` parameters and a header comment
 saying what it answers. ``run_query`` fills the usual defaults: ``since``/``until`` = the
-24 hours before ``now``, empty filters, ``limit`` 20 (100 for alerts_filtered), ``offset`` 0.
+24 hours before ``now``, empty filters, ``limit`` 20 (100 for alerts_filtered), ``offset`` 0,
+``bucket_s`` 60 (the time slot of the ``*_over_time`` queries: at least 1).
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "status": "",
     "type": "",
     "severity": 0,
+    "bucket_s": 60,
 }
+#: the least value of integer parameters that have one
+MINIMUM: dict[str, int] = {"bucket_s": 1}
 QUERY_DEFAULTS: dict[str, dict[str, Any]] = {"alerts_filtered": {"limit": 100}}
 
 
@@ -97,6 +101,8 @@ def _coerce(name: str, ctype: str, value: Any) -> Any:
             raise ValueError(f"{name}: not an integer: {value!r}") from None
         if ctype.startswith("UInt") and number < 0:
             raise ValueError(f"{name}: must not be negative")
+        if number < MINIMUM.get(name, number):
+            raise ValueError(f"{name}: must be at least {MINIMUM[name]}")
         return number
     if ctype == "String":
         return "" if value is None else str(value)

@@ -286,6 +286,16 @@
     if (button) button.setAttribute("aria-pressed", selected ? "true" : "false");
   }
 
+  // why the latest alert was or was not notified: its decision's outcome and reason (the
+  // outcomes are open: one this page does not know is shown as it is, in the neutral style)
+  function decisionCell(a) {
+    if (!a.outcome) return h("td", { class: "decision-cell" }, h("span", { class: "muted" }, "–"));
+    return h("td", { class: "decision-cell" },
+      h("span", { class: `outcome outcome-${String(a.outcome).replace(/[^a-z0-9_-]/gi, "")}`,
+                  "data-testid": "alert-outcome", title: a.reason || null }, a.outcome),
+      a.reason ? h("span", { class: "reason muted small", "data-testid": "alert-reason", title: a.reason }, a.reason) : null);
+  }
+
   function buildRow(a, pending) {
     const sev = Number(a.severity);
     const actions = [];
@@ -306,7 +316,10 @@
     const meta = h("div", { class: "meta" },
       h("code", {}, a.type),
       a.source ? ` · ${a.source}` : "",
-      a.requires_action ? h("span", { class: "tag" }, "action required") : null);
+      a.requires_action ? h("span", { class: "tag" }, "action required") : null,
+      a.inhibited_by ? h("span", { class: "tag", "data-testid": "alert-inhibited",
+                                   title: "held by this inhibition rule while its source alert fires" },
+                         `inhibited: ${a.inhibited_by}`) : null);
 
     const seen = h("td", { class: "num" }, fmtInt(a.occurrences),
       a.suppressed_count > 0
@@ -324,11 +337,13 @@
       "data-alert-id": a.alert_id,
       "data-severity": sev,
       "data-status": a.status,
+      "data-outcome": a.outcome || null,
       class: `sev-${sev} st-${a.status}`,
       onclick: () => select(a),
     },
       h("td", {}, h("span", { class: `sev sev-${sev}`, "data-testid": "alert-severity" }, `SEV${sev}`)),
       statusCell,
+      decisionCell(a),
       h("td", { class: "alert-cell" }, summary, meta),
       h("td", { class: "entity", title: entityTitle(a.entity) }, entityText(a.entity) || h("span", { class: "muted" }, "–")),
       seen,
@@ -392,7 +407,10 @@
       return;
     }
     forEl.replaceChildren(h("span", { class: `sev sev-${Number(alert.severity)}` }, `SEV${Number(alert.severity)}`),
-      " ", alert.summary, " ", h("code", { class: "muted", title: "alert_id" }, alert.alert_id));
+      " ", alert.summary, " ", h("code", { class: "muted", title: "alert_id" }, alert.alert_id),
+      alert.outcome ? h("span", { "data-testid": "deliveries-decision" }, " · latest alert: ",
+        h("span", { class: `outcome outcome-${String(alert.outcome).replace(/[^a-z0-9_-]/gi, "")}` }, alert.outcome),
+        alert.reason ? ` ${alert.reason}` : "") : null);
     $("deliveries").dataset.alertId = alert.alert_id;
     if (err) {
       hint.textContent = describe(err, "Cannot load delivery attempts");
@@ -403,7 +421,9 @@
     hint.dataset.kind = "";
     const items = (data && Array.isArray(data.items)) ? data.items : [];
     if (!items.length) {
-      hint.textContent = "No delivery attempts for this alert (yet): it may have been suppressed or still be queued.";
+      hint.textContent = alert.outcome && !["notify", "bypass"].includes(alert.outcome)
+        ? `No delivery attempts: its latest alert was decided ${alert.outcome}${alert.reason ? ` (${alert.reason})` : ""}.`
+        : "No delivery attempts for this alert (yet): it may have been suppressed or still be queued.";
       hint.hidden = false;
       table.hidden = true;
       body.replaceChildren();
