@@ -114,7 +114,7 @@ class Flapping:
             shown = {**event.model_dump(mode="python"),
                      "summary": truncate_summary(f"[flapping] {event.summary}")}
         self.emit(event.model_dump(mode="python"), shown, episode_key(home, episode.since), Outcome.FLAPPING,
-                  v.reason, episode.suppressed, out, now)
+                  v.reason, episode.suppressed, out, now, event)
         return True
 
     # ----------------------------------------------------------------------------- a timer
@@ -156,10 +156,11 @@ class Flapping:
                  "event_timestamp": at,
                  "summary": truncate_summary(f"[settled {settled.state}] {last.summary}")}
         outcome = Outcome.NOTIFY if settled.state == FIRING else Outcome.BYPASS
-        self.emit(alert, alert, settled_key(home, settled), outcome, settled.reason, settled.suppressed, out, now)
+        self.emit(alert, alert, settled_key(home, settled), outcome, settled.reason, settled.suppressed, out, now,
+                  last.model_copy(update={"event_timestamp": at}))
 
     def emit(self, alert: dict[str, Any], shown: dict[str, Any] | None, dedupe_key: str, outcome: Outcome,
-             reason: str, suppressed: int, out: Outgoing, now: dt.datetime) -> None:
+             reason: str, suppressed: int, out: Outgoing, now: dt.datetime, event: AlertEvent | None = None) -> None:
         """The decision of ``alert`` and, when ``shown`` (the alert as its receivers see it),
         its commands to every route, as the throttle sends them."""
         t = self.throttle
@@ -167,7 +168,11 @@ class Flapping:
         destinations: list[str] = []
         commands: Outgoing = []
         if shown is not None:
-            for r in t.routes(shown["severity"], shown["type"]):
+            routes = t.routes(shown["severity"], shown["type"])
+            if event is not None and t.rt.policy.recipients:  # their preferences, as the throttle's
+                routes, said = t.preferred(routes, event)
+                reason = f"{reason}; {said}" if said else reason
+            for r in routes:
                 did = delivery_id_for(dedupe_key, r.receiver, r.destination)
                 cmd = command_record(did, shown, dedupe_key, r.receiver, r.destination, r.max_attempts,
                                      list(r.backoff_s), suppressed, list(r.failover), now)
