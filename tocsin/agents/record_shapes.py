@@ -95,7 +95,7 @@ class DecisionShape(msgspec.Struct, gc=False):
     alert: AlertShape
     dedupe_key: str
     outcome: Literal["notify", "suppress", "bypass", "silenced", "muted", "inhibited", "digest", "escalated",
-                     "escalation_stopped", "grouped"]
+                     "escalation_stopped", "grouped", "flapping"]
     reason: str | None
     window_start: str
     suppressed_count: _U32 | None

@@ -1,5 +1,6 @@
 """The retry agent: holds commands from ``P.deliveries.retry`` until their ``not_before``,
-then sends them back to ``P.deliveries.<channel>``; those waiting after failed contacts or an
+then sends them back to ``P.deliveries.<channel>`` (a throttle step's timer, a ``Wake``, to
+``P.alerts.keyed``); those waiting after failed contacts or an
 open circuit sooner, once their destination's breaker closes on this worker.
 
 No consuming loop sleeps: the agent reads every waiting command into a heap ordered by due
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from ..core import metrics
 from ..errors import OutboxStopped, RecordRefused
-from ..schemas.messages import DeliveryCommand
+from ..schemas.messages import DeliveryCommand, Wake
 from .common import decode, keep_bad
 from .digest import Digests
 from .escalation import release_to
@@ -41,7 +42,7 @@ _RNG = random.Random()
 
 def register(rt: Runtime) -> None:
     app = rt.app
-    heap: list[tuple[float, int, DeliveryCommand, Any]] = []
+    heap: list[tuple[float, int, DeliveryCommand | Wake, Any]] = []
     seq = itertools.count()
     wake = asyncio.Event()
     digests = Digests(rt)
@@ -51,7 +52,7 @@ def register(rt: Runtime) -> None:
         broker acknowledged the commands (the Outbox sends again until it does). A command
         the broker refuses for good is kept on the DLQ instead."""
         now = dt.datetime.now(dt.UTC).timestamp()
-        due: list[tuple[DeliveryCommand, Any]] = []
+        due: list[tuple[DeliveryCommand | Wake, Any]] = []
         extra: list[Record] = []
         while heap and heap[0][0] <= now:
             _, _, cmd, event = heapq.heappop(heap)
@@ -59,11 +60,10 @@ def register(rt: Runtime) -> None:
         if due:
             records = []
             for cmd, _ in due:
-                if cmd.digest is not None:  # a window's digest: its count read now, its decision
-                    cmd, decided = digests.fire(cmd, dt.datetime.now(dt.UTC))
+                if isinstance(cmd, DeliveryCommand) and cmd.digest is not None:  # a window's digest: its
+                    cmd, decided = digests.fire(cmd, dt.datetime.now(dt.UTC))  # count read now, its decision
                     extra.extend(decided)
-                records.append(record(*release_to(rt, cmd),
-                                      cmd.model_copy(update={"not_before": None, "waiting_for": None})))
+                records.append(released(cmd))
             records += extra
             refused: dict[int, BaseException] = {}
             try:
@@ -72,10 +72,18 @@ def register(rt: Runtime) -> None:
                 refused = exc.refused
             for i, (cmd, event) in enumerate(due):
                 if i in refused:
-                    await keep_bad(rt, event, f"retry: re-publishing {cmd.delivery_id} was refused for good: "
+                    await keep_bad(rt, event, f"retry: re-publishing {ident(cmd)} was refused for good: "
                                               f"{type(refused[i]).__name__}: {refused[i]}")
                 event.ack()
         metrics.retries_pending.set(len(heap))
+
+    def ident(cmd: DeliveryCommand | Wake) -> str:
+        return cmd.timer_id if isinstance(cmd, Wake) else cmd.delivery_id
+
+    def released(cmd: DeliveryCommand | Wake) -> Any:
+        if isinstance(cmd, Wake):  # a throttle step's timer: back to it, on its key's partition
+            return record(rt.topics.alerts_keyed.get_topic_name(), cmd.key, cmd)
+        return record(*release_to(rt, cmd), cmd.model_copy(update={"not_before": None, "waiting_for": None}))
 
     def release_waiting(destination: str) -> None:
         """``destination`` answers again (its breaker closed): the commands here waiting for it
@@ -84,7 +92,8 @@ def register(rt: Runtime) -> None:
         command on the slow tier would wait up to a day for an endpoint that is back."""
         now = dt.datetime.now(dt.UTC).timestamp()
         waiting = [i for i, (due, _, cmd, _) in enumerate(heap)
-                   if due > now and cmd.destination == destination and cmd.waiting_for in RELEASED_ON_CLOSE]
+                   if due > now and isinstance(cmd, DeliveryCommand) and cmd.destination == destination
+                   and cmd.waiting_for in RELEASED_ON_CLOSE]
         if not waiting:
             return
         spread = min(RELEASE_SPREAD_MAX_S, len(waiting) / RELEASE_PER_S)
@@ -104,8 +113,13 @@ def register(rt: Runtime) -> None:
     async def retry(stream: Any) -> None:
         async for event in stream.noack().events():
             try:
-                cmd = DeliveryCommand.model_validate(decode(event.value))
-                if cmd.escalation is None and cmd.channel not in rt.topics.deliveries:
+                value = decode(event.value)
+                cmd: DeliveryCommand | Wake
+                if isinstance(value, dict) and "timer" in value:
+                    cmd = Wake.model_validate(value)
+                else:
+                    cmd = DeliveryCommand.model_validate(value)
+                if isinstance(cmd, DeliveryCommand) and cmd.escalation is None and cmd.channel not in rt.topics.deliveries:
                     raise ValueError(f"no channel {cmd.channel!r} (destination {cmd.destination!r})")
             except (ValidationError, TypeError, ValueError) as exc:
                 try:

@@ -66,6 +66,7 @@ from .batches import BatchSender, Outgoing, refused_for_good
 from .batches import partition_for_text as partition_for
 from .digest import Digests
 from .escalation import Escalation
+from .flapping import Flapping
 from .grouping import Grouper
 from .inhibit import Inhibitor
 from .maintenance import Maintenance
@@ -92,6 +93,8 @@ class Throttle:
     policy_windows: WindowPolicy = DEFAULT_WINDOWS
     #: the inhibition step (agents/inhibit.py); None where a Throttle is built without __init__
     inhibitor: Inhibitor | None = None
+    #: flap detection (agents/flapping.py); None: none (a Throttle made without __init__)
+    flap: Flapping | None = None
 
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
@@ -119,6 +122,7 @@ class Throttle:
         self.inhibitor = Inhibitor(rt)  # [[inhibit_rules]] (agents/inhibit.py)
         self.escalation = Escalation(rt)
         self.grouper = Grouper(rt)
+        self.flap = Flapping(self)  # flap detection (agents/flapping.py)
 
     def alerts_copartitioned(self) -> bool:
         """Whether P.alerts has TOCSIN_PARTITIONS partitions, like the tables; if a producer
@@ -159,12 +163,16 @@ class Throttle:
 
     def process(self, msg: Any, out: Outgoing, now: dt.datetime) -> None:
         """One record (``topic``, ``partition``, ``offset``, ``key``, ``value``)."""
+        flap = self.flap
+        if flap is not None and msg.topic == self.keyed_name and flap.is_wake(msg.value):
+            flap.on_timer(msg, out, now)  # a flapping hold's end, back from the retry agent
+            return
         result = validate_raw(msg.value, msg.key, (msg.topic, msg.partition, msg.offset), now=now,
                               limits=self.limits)
         if isinstance(result, InvalidAlert):
             self.reject(result, out)
             return
-        fp = result.fingerprint
+        fp = flap.home(result) if flap is not None else result.fingerprint
         if msg.topic == self.alerts_name:
             key = msg.key
             key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
@@ -202,6 +210,9 @@ class Throttle:
                    else muted_verdict(state, event, window, muted, window_tag=tag))
         if self.inhibitor is not None:
             verdict = self.inhibitor.apply(event, verdict, out, lambda: self.notified_before(event))
+        if (verdict.outcome not in (Outcome.SILENCED, Outcome.MUTED, Outcome.INHIBITED) and self.flap is not None
+                and self.flap.step(event, out, now, partition)):
+            return  # flapping (agents/flapping.py): decided and recorded there, the throttle window untouched
         if verdict.new_state is not None:
             for key, value in self.table.store(fp, ts, verdict.new_state, partition, window):
                 # the bytes Faust's own changelog send would write (its "json" codec; tested)

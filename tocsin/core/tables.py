@@ -8,6 +8,7 @@ worker restores it and decides exactly as before.
 | status        | fingerprint  | alert status (active/acknowledged/...)  | global (every worker reads all) |
 | escalations   | fingerprint  | its escalation chain (decisions/escalation.ChainState) | plain |
 | groups        | group key    | a group's members and flush state (decisions/grouping.GroupState) | plain |
+| flapping      | fingerprint (a recovery's: the one it resolves) | flap state: last state, recent change times, the episode | plain (only fingerprints that changed state) |
 
 Neither the status nor the delivery table grows for ever: the sweeps of the lifecycle and
 delivery agents delete what is past its retention (decisions/retention.py) with a tombstone
@@ -39,6 +40,7 @@ from faust.tables.globaltable import GlobalTable
 from faust.tables.table import Table
 from faust.types import TP
 
+from ..decisions.flapping import FlapState
 from ..decisions.retention import delivery_expiry
 from ..decisions.throttle import WindowState
 from ..infra import faust_compat
@@ -467,6 +469,32 @@ async def sweep_deliveries(app: Any, table: Any, now: float | None = None) -> in
     return sent
 
 
+# -- the flapping table ---------------------------------------------------------------------
+
+
+class FlapTable:
+    """The flap state per home fingerprint (decisions/flapping.py), written by the throttle
+    agent's hot reader: each write returns its changelog record for the batch's sends, to the
+    partition of the event's source, as the throttle table's."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._events: dict[int, _PartitionEvent] = {}
+
+    def get(self, fingerprint: str) -> FlapState | None:
+        return FlapState.from_value(self.table.data.get(fingerprint))
+
+    def store(self, fingerprint: str, state: FlapState, partition: int) -> tuple[str, bytes, bytes, int]:
+        event = self._events.get(partition)
+        if event is None:
+            event = self._events[partition] = _PartitionEvent(SimpleNamespace(partition=partition))
+        token = faust_compat.set_current_event(event)  # a RocksDB store's partition database
+        try:
+            return changelog_record(self.table, fingerprint, state.to_value(), partition)
+        finally:
+            faust_compat.reset_current_event(token)
+
+
 @dataclass
 class Tables:
     throttle: ThrottleTable
@@ -476,6 +504,7 @@ class Tables:
     escalations: Any = None
     #: grouping (agents/grouping.py): written only by the grouping agent, keyed like P.groups
     groups: Any = None
+    flapping: FlapTable | None = None
 
 
 def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, partitions: int) -> Tables:
@@ -510,4 +539,7 @@ def make_tables(app: faust.App, prefix: str, window_s: int, expires_s: int, part
                             help="escalation chain per fingerprint: where it is, stopped or done")
     groups = app.Table("groups", default=None, partitions=partitions, key_type=str,
                        help="members and next flush per alert group (grouping)")
-    return Tables(ThrottleTable(throttle, window_s), deliveries, status, escalations=escalations, groups=groups)
+    flapping = app.Table("flapping", default=None, partitions=partitions, key_type=str,
+                         help="flap state per fingerprint (a recovery's: the fingerprint it resolves)")
+    return Tables(ThrottleTable(throttle, window_s), deliveries, status, escalations=escalations, groups=groups,
+                  flapping=FlapTable(flapping))

@@ -7,7 +7,7 @@
 | invalid          | P.alerts.invalid           | original key | InvalidAlert           |
 | decisions        | P.decisions                | fingerprint  | Decision               |
 | deliveries[ch]   | P.deliveries.<channel>     | delivery_id  | DeliveryCommand        |
-| retry            | P.deliveries.retry         | delivery_id  | DeliveryCommand        |
+| retry            | P.deliveries.retry         | delivery_id  | DeliveryCommand (or a flapping timer, a ``Wake``: key its timer_id) |
 | attempts         | P.attempts                 | delivery_id  | DeliveryAttempt        |
 | dlq              | P.dlq                      | delivery_id  | DeliveryCommand        |
 | lifecycle        | P.lifecycle                | fingerprint  | LifecycleEvent         |

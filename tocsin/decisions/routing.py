@@ -19,6 +19,8 @@ from ..schemas.silence import SilenceMatcher
 from .alertmanager import DEFAULT_MAPPING, AlertmanagerMapping, MappingFile
 from .config_model import Loc, Table, describe, explain, invalid, path
 from .escalation import EscalationPolicy, Step
+from .flapping import OFF as FLAP_OFF
+from .flapping import FlapFile, FlapSettings
 from .grouping import LABELS as GROUP_LABELS
 from .grouping import GroupRule
 from .inhibit import InhibitRule
@@ -95,6 +97,8 @@ class RoutingPolicy:
     escalations: tuple[EscalationPolicy, ...] = ()
     #: the ``[[groups]]`` rules, in order: the first selecting an alert groups it (decisions/grouping.py)
     groups: tuple[GroupRule, ...] = ()
+    #: flap detection (``[flapping]``: decisions/flapping.py); off by default
+    flapping: FlapSettings = FLAP_OFF
 
     def policy_for(self, receiver: str) -> ReceiverPolicy:
         return self.receivers.get(receiver, self.default_receiver)
@@ -456,6 +460,7 @@ class RoutingFile(Table):
         default_factory=dict, description="expected a table of policy name = its steps and settings")
     groups: tuple[Annotated[GroupFile, Field(description="expected a table")], ...] = Field(
         default=(), description="expected an array of tables ([[groups]])")
+    flapping: FlapFile | None = Field(default=None, description="expected a table")
 
 
 TOP_LEVEL_KEYS = tuple(RoutingFile.model_fields)
@@ -513,7 +518,8 @@ def parse_policy(doc: Mapping[str, Any]) -> RoutingPolicy:
                          recipients=_recipients(f.recipients), maintenance=maintenance,
                          windows=window_policy(f.throttle, f.digests),
                          inhibit_rules=tuple(r.rule() for r in f.inhibit_rules), escalations=escalations,
-                         groups=_group_rules(f.groups))
+                         groups=_group_rules(f.groups),
+                         flapping=f.flapping.settings() if f.flapping is not None else FLAP_OFF)
 
 
 def problems(doc: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -41,6 +41,9 @@ class Outcome(str, enum.Enum):
     ESCALATION_STOPPED = "escalation_stopped"
     #: held for its group's notification (decisions/grouping.py); the reason is the group key
     GROUPED = "grouped"
+    #: flap detection (decisions/flapping.py): the one notification that a fingerprint flaps
+    #: (destinations set), or an event of a flapping fingerprint recorded, not notified (none)
+    FLAPPING = "flapping"
 
 
 #: outcomes recorded by the escalation agent about an alert already decided: not an occurrence
@@ -193,6 +196,26 @@ class LifecycleEvent(BaseModel):
     note: str = ""
     at: dt.datetime = Field(default_factory=utcnow)
     alert_id: uuid.UUID | None = None
+
+
+class Wake(BaseModel):
+    """A timer of a throttle step (flapping: the end of a hold): held on ``P.deliveries.retry``
+    (key ``timer_id``) until ``not_before``, then published to ``P.alerts.keyed`` with ``key``
+    (a fingerprint: the partition of the step's state), where the throttle agent hands ``body``
+    to the step named ``timer``. ``timer`` is the first key of its JSON (how the throttle tells
+    it from an alert event without parsing)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    timer: Literal["flapping"]
+    key: str
+    timer_id: str
+    not_before: dt.datetime
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
+#: how the JSON of a ``Wake`` starts
+WAKE_PREFIX = b'{"timer":'
 
 
 class SourcePosition(BaseModel):

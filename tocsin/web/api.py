@@ -154,11 +154,12 @@ def register(rt: Any) -> None:
             store = rt.store
             if store is None:
                 return json_answer(await stats_from_index(index, now))
-            from ..infra.clickhouse.queries import stats_24h
+            from ..infra.clickhouse.queries import outcomes_24h, stats_24h
 
             try:
                 body = await asyncio.to_thread(stats_24h, store, now)
                 body["by_severity"] = {k.removeprefix("SEV"): v for k, v in body["by_severity"].items()}
+                body["by_outcome"] = await asyncio.to_thread(outcomes_24h, store, now)
             except StoreError as exc:
                 log.warning("stats from ClickHouse failed: %s", exc)
                 body = await stats_from_index(index, now)

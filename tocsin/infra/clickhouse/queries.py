@@ -164,10 +164,28 @@ def stats_24h(store: Store, now: dt.datetime | None = None) -> dict[str, Any]:
     }
 
 
+_OUTCOMES_24H = """
+SELECT outcome, count() AS decisions
+FROM tocsin.alerts FINAL
+WHERE event_timestamp >= {since:DateTime64(3, 'UTC')} AND event_timestamp < {until:DateTime64(3, 'UTC')}
+GROUP BY outcome
+ORDER BY decisions DESC, outcome
+"""
+
+
+def outcomes_24h(store: Store, now: dt.datetime | None = None) -> dict[str, int]:
+    """Decisions per outcome in the 24 hours before ``now`` (event time): ``notify``,
+    ``suppress``, ``bypass`` and the noise controls' (``silenced``, ``flapping``, ...), most first."""
+    end = now or dt.datetime.now(dt.UTC)
+    _, rows = store.query(_OUTCOMES_24H, {"since": end - WINDOW, "until": end})
+    return {str(outcome): int(n) for outcome, n in rows}
+
+
 __all__ = [
     "as_dicts",
     "bind_params",
     "load_query",
+    "outcomes_24h",
     "query_doc",
     "query_names",
     "query_params",

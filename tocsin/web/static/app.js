@@ -211,6 +211,23 @@
       card.dataset.level = "none";
       $("stat-delivery").title = "No deliveries in the last 24 hours";
     }
+    renderOutcomes(stats.by_outcome);
+  }
+
+  //: the outcomes that notify; every other one (suppress, silenced, flapping, ...) held one back
+  const NOTIFYING = new Set(["notify", "bypass"]);
+
+  function renderOutcomes(byOutcome) {
+    const muted = $("stat-muted"), list = $("stat-outcomes");
+    if (!byOutcome) {
+      muted.textContent = "–";
+      list.textContent = "";
+      muted.title = "Decisions per outcome need recording (ClickHouse)";
+      return;
+    }
+    const held = Object.entries(byOutcome).filter(([o]) => !NOTIFYING.has(o));
+    muted.textContent = fmtInt(held.reduce((n, [, c]) => n + c, 0));
+    list.textContent = held.map(([o, c]) => `${o} ${fmtInt(c)}`).join(" · ");
   }
 
   function renderBadge(n) {
