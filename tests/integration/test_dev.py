@@ -70,10 +70,12 @@ async def test_dev_then_send_shows_console_and_file(tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", kafka) and not port_open("127.0.0.1", web)
 
 
-@pytest.mark.timeout(180)
-async def test_dev_demo_shows_throttle_recovery_retries_and_preferences(tmp_path: Path) -> None:
+@pytest.mark.timeout(300)
+async def test_dev_demo_shows_every_step_of_noise_control(tmp_path: Path) -> None:
     """`tocsin dev --demo`: its endpoints, routing and minute of alerts, decided by the worker as
-    the demo promises (read back from the topics), then Ctrl-C stops it all."""
+    the demo promises (read back from the topics): throttle and digest, recovery, retries and the
+    DLQ, preferences, grouping, inhibition and its release, flapping, maintenance, escalation;
+    then Ctrl-C stops it all."""
     from .harness import read_topic
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
@@ -90,11 +92,18 @@ async def test_dev_demo_shows_throttle_recovery_retries_and_preferences(tmp_path
             assert dev.poll() is None, log.read_text()[-3000:]
             await asyncio.sleep(0.5)
         assert "tocsin dev --demo: all" in log.read_text(), log.read_text()[-3000:]
-        decisions = [d["value"] for d in await read_topic(bootstrap, "tocsin.decisions", min_count=29, timeout=60)]
+        wanted = {"notify", "suppress", "bypass", "grouped", "inhibited", "flapping", "muted", "escalated", "digest"}
+        decisions = [d["value"] for d in await read_topic(
+            bootstrap, "tocsin.decisions", timeout=120,
+            until=lambda ds: wanted <= {d["value"]["outcome"] for d in ds}
+            and any(d["value"]["reason"].startswith("released:") for d in ds))]
         outcomes = {(d["alert"]["type"], d["outcome"]) for d in decisions}
-        assert {("order_rejected", "notify"), ("order_rejected", "suppress"),
-                ("position_limit_hit", "bypass")} <= outcomes
+        assert {("order_rejected", "notify"), ("order_rejected", "suppress"), ("order_rejected", "digest"),
+                ("position_limit_hit", "bypass"), ("fill_rejected", "grouped"), ("stale_quotes", "inhibited"),
+                ("component_unhealthy", "flapping"), ("batch_job_failed", "muted"),
+                ("kill_switch_activated", "escalated")} <= outcomes, outcomes
         assert any("dana's quiet hours" in d["reason"] for d in decisions if d["alert"]["type"] == "daily_loss_limit")
+        assert any(d["reason"].startswith("released: venue down mutes its stale quotes") for d in decisions)
         dead = await read_topic(bootstrap, "tocsin.dlq", min_count=1, timeout=60)
         assert dead[0]["value"]["destination"] == "webhook:failing"
     finally:

@@ -147,8 +147,10 @@ def document(p: Preview, channels: Mapping[str, Channel], routing: str,
             "message": message(ch, cmd),
         })
     notes = []
-    if p.muted_by:
+    if p.muted_by or not p.verdict.notifies and p.verdict.outcome.value == "muted":
         notes.append("muted: nothing is sent; the receivers are what would be sent without the mute")
+    if decision["outcome"] == "grouped":
+        notes.append("grouped: its group's notification goes to the receivers below, listing it with the others")
     if p.event.is_recovery and any(not s.mute_resolved for s in p.muted_by):
         notes.append("a recovery: had the firing it resolves been notified, only a silence with "
                      "muteResolved would mute it")
@@ -163,6 +165,7 @@ def document(p: Preview, channels: Mapping[str, Channel], routing: str,
         "silences_given": silences_given,
         "muted_by": [_silence(s) for s in p.muted_by],
         "notes": notes,
+        "noise": list(p.noise),
         "receivers": receivers,
         "not_enabled": [{"destination": n, "why": NOT_ENABLED} for n in p.skipped],
     }
@@ -207,6 +210,8 @@ def text(doc: Mapping[str, Any]) -> list[str]:
            + (" (a recovery)" if doc["recovery"] else ""),
            f"           fingerprint {e['fingerprint']}, at {e['event_timestamp']}, alert_id {e['alert_id']}"]
     reason = f"silence {d['reason']}" if d["outcome"] == "silenced" else d["reason"]
+    if d["outcome"] == "muted":
+        reason = f"maintenance {d['reason']}"
     out += [f"decision   {d['outcome']}: {reason}",
             f"           dedupe key {d['dedupe_key']}, window from {d['window_start']}",
             f"           assumes {doc['assumes']}"]
@@ -220,6 +225,8 @@ def text(doc: Mapping[str, Any]) -> list[str]:
         out.append(f"{'muted by' if i == 0 else '':<11}{s['kind']} {s['id']} {' '.join(s['matchers'])}, "
                    f"{s['starts_at']} to {s['ends_at']}{by}{comment}")
     out += [f"           {note}" for note in doc["notes"]]
+    for i, note in enumerate(doc["noise"]):
+        out.append(f"{'noise' if i == 0 else '':<11}{note}")
     out.append(f"routing    {doc['routing_file']}")
     for n in doc["not_enabled"]:
         out.append(f"skipped    {n['destination']} ({n['why']})")

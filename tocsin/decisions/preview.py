@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..schemas.alert import AlertEvent
-from ..schemas.messages import command_record, decision_record, delivery_id_for
+from ..schemas.messages import Outcome, command_record, decision_record, delivery_id_for
 from ..schemas.silence import Silence
 from . import preferences
+from .escalation import select
+from .grouping import group_key, rule_for
+from .maintenance import muted_by as maintenance_muted_by
+from .maintenance import muted_verdict
 from .routing import ReceiverPolicy, Route, RoutingPolicy, default_failover, route, route_to
-from .silence import SilenceIndex, current
+from .silence import SilenceIndex, current, labels_of
 from .throttle import Verdict, decide, decision_id_for
+from .windows import wants_digest, window_for, window_tag
 
 #: what the dry run assumes of the throttle's state, said with its decision
 ASSUMES = "no earlier event of this fingerprint in its throttle window (a first sighting)"
@@ -61,6 +66,10 @@ class Preview:
     decision: dict[str, Any]  # the record the throttle sends to P.decisions
     deliveries: tuple[Delivery, ...]  # sent when ``notifies``; else what would be without the mute
     skipped: tuple[str, ...]  # destinations the routing names for the alert, not enabled here
+    #: what the routing file's noise control does with it (maintenance, inhibition, flapping,
+    #: throttle window, digest, grouping, escalation), each said in a line; a recurring
+    #: maintenance window that holds it is its ``verdict`` (``muted``) too
+    noise: tuple[str, ...] = ()
 
     @property
     def notifies(self) -> bool:
@@ -91,9 +100,18 @@ def preview(event: AlertEvent, policy: RoutingPolicy, enabled: Iterable[str], wi
     against ``policy`` with the destinations ``enabled``, a throttle window of ``window_s``,
     the silences given (by id, each its versions) and ``now`` as the throttle's clock."""
     enabled_set = set(enabled) | {"console:default"}
+    window = window_for(policy.windows, event.type, window_s)
+    tag = window_tag(window, window_s)
     muted_by = muting(event, silences or {})
-    unmuted = decide(None, event, window_s)
-    verdict = decide(None, event, window_s, silenced_by=muted_by[0].id) if muted_by else unmuted
+    unmuted = decide(None, event, window, window_tag=tag)
+    in_maintenance = None if muted_by else maintenance_muted_by(policy.maintenance, event, event.event_timestamp)
+    if muted_by:
+        verdict = decide(None, event, window, silenced_by=muted_by[0].id, window_tag=tag)
+    elif in_maintenance is not None:
+        verdict = muted_verdict(None, event, window, in_maintenance, window_tag=tag)
+    else:
+        verdict = unmuted
+    noise = noise_notes(event, policy, window, window_s, in_maintenance)
     alert = event.model_dump(mode="python")
     deliveries = []
     routes = route(event.severity, event.type, policy, enabled_set)
@@ -104,7 +122,7 @@ def preview(event: AlertEvent, policy: RoutingPolicy, enabled: Iterable[str], wi
         if applied.changes:
             by_name = {r.destination: r for r in routes}
             routes = [by_name.get(d) or route_to(d, policy, enabled_set) for d in applied.destinations]
-            reason = f"{reason}; {applied.reason}"
+            reason = f"{reason}; {applied.reason}" if verdict.notifies else reason
     for r in routes:
         rp = policy.policy_for(r.receiver)
         chain = rp.failover if rp.failover is not None else default_failover(r.destination)
@@ -114,10 +132,47 @@ def preview(event: AlertEvent, policy: RoutingPolicy, enabled: Iterable[str], wi
         deliveries.append(Delivery(r, rp, did, record,
                                    tuple(d for d in chain if d not in enabled_set and d != r.destination)))
     destinations = [d.route.destination for d in deliveries] if verdict.notifies else []
-    decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key, verdict.outcome,
+    outcome = verdict.outcome
+    group = rule_for(event, policy.groups) if verdict.outcome is Outcome.NOTIFY else None
+    if group is not None:  # the throttle decides it grouped: its group notifies (agents/grouping.py)
+        outcome, reason, destinations = Outcome.GROUPED, group_key(event, group), []
+    decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key, outcome,
                                reason, verdict.window_start, verdict.suppressed_count, destinations, now)
     skipped = tuple(n for n in named_for(event, policy) if n not in enabled_set)
-    return Preview(event, verdict, unmuted, muted_by, decision, tuple(deliveries), skipped)
+    return Preview(event, verdict, unmuted, muted_by, decision, tuple(deliveries), skipped, noise)
 
 
-__all__ = ["ASSUMES", "NOT_ENABLED", "Delivery", "Preview", "muting", "named_for", "preview"]
+def noise_notes(event: AlertEvent, policy: RoutingPolicy, window: int, default_s: int,
+                in_maintenance: str | None) -> tuple[str, ...]:
+    """What the routing file's noise control does with ``event``, a line each, in the throttle's
+    order. What depends on the broker's state (a source alert firing, the fingerprint's
+    history) is said as a condition."""
+    notes = []
+    if in_maintenance is not None:
+        notes.append(f"maintenance: muted by {in_maintenance} at its event time")
+    labels = labels_of(event)
+    for rule in policy.inhibit_rules:
+        if rule.is_target(labels) and not rule.is_source(labels):
+            same = ", ".join(f"{n}={labels.get(n, '')!r}" for n in rule.equal) or "any labels"
+            notes.append(f"inhibition: held while a source of rule {rule.name!r} fires with {same} "
+                         "(which alerts fire is the broker's: not known here)")
+    flap = policy.flapping.for_type(event.type)
+    if flap is not None:
+        notes.append(f"flapping: more than {flap.changes} firing/resolved changes within {flap.window_s:g} s mark it "
+                     f"flapping, quiet until stable for {flap.hold_s:g} s (its history is the broker's: not known here)")
+    if window != default_s:
+        notes.append(f"throttle: a {window} s window for type {event.type} ([throttle.types])")
+    if wants_digest(policy.windows, event.type) and not event.is_recovery:
+        notes.append("digest: repeats suppressed in its window are notified as one digest at the window's end")
+    group = rule_for(event, policy.groups)
+    if group is not None and not event.is_recovery:
+        notes.append(f"grouping: notified with group {group_key(event, group)!r} (rule {group.name!r}): first after "
+                     f"{group.group_wait_s:g} s, then each {group.group_interval_s:g} s when it changed")
+    esc = select(policy.escalations, event.severity, event.type, event.is_recovery)
+    if esc is not None:
+        steps = "; ".join(f"after {st.after_s:g} s to {', '.join(st.to)}" for st in esc.steps)
+        notes.append(f"escalation {esc.name!r} unless acknowledged or resolved: {steps}")
+    return tuple(notes)
+
+
+__all__ = ["ASSUMES", "NOT_ENABLED", "Delivery", "Preview", "muting", "named_for", "noise_notes", "preview"]

@@ -9,7 +9,9 @@ each event stamped when it is sent. What it shows, each within the minute:
 - a recovery: notified through the throttle (``bypass``);
 - a failing endpoint: its retries, then the dead-letter topic and its failover;
 - a quiet-hours preference of a person (its decision says why the route changed);
-- the noise-control steps the routing file turns on (``NOISE``), each with the alerts it needs.
+- noise control: a digest of the noisy fingerprint's repeats at its (one-minute) window's end,
+  a group of rejected fills notified as one, an inhibition released when its source resolves,
+  a flapping component, a maintenance window, an escalation to a second person.
 
 ``script`` is pure (the clock a parameter), so what the demo promises is tested without it.
 """
@@ -52,6 +54,8 @@ url_env = "TOCSIN_DEMO_OK_URL"
 url_env = "TOCSIN_DEMO_ONCALL_URL"
 [destinations."webhook:failing"]
 url_env = "TOCSIN_DEMO_FAILING_URL"
+[destinations."webhook:lead"]
+url_env = "TOCSIN_DEMO_LEAD_URL"
 
 [receivers."webhook:failing"]        # a broken endpoint: three quick tries, then the DLQ and failover
 backoff_s = [1, 2]
@@ -62,6 +66,50 @@ failover = ["webhook:ok"]
 destinations = ["webhook:oncall"]
 time_zone = "UTC"
 quiet_hours = {{ start = "{quiet_start}", end = "{quiet_end}" }}
+
+[throttle.types]                     # rejected orders: one notification a minute, then a digest of the rest
+order_rejected = 60
+[digests]
+types = ["order_rejected"]
+
+[[groups]]                           # rejected fills of an account: one notification listing them
+name = "fills"
+types = ["fill_rejected"]
+group_by = ["type", "account_id"]
+group_wait_s = 5
+group_interval_s = 20
+list_max = 3
+
+[[inhibit_rules]]                    # a venue that is down mutes its accounts' quote alerts
+name = "venue down mutes its stale quotes"
+source_matchers = ['type="venue_down"']
+target_matchers = ['type="stale_quotes"']
+equal = ["account_id"]
+
+[flapping]                           # the pricer: more than 3 changes in 5 minutes is flapping, quiet until
+enabled = false                      # stable for 30 s (the other types: no flap detection)
+[flapping.types.component_unhealthy]
+changes = 3
+window_s = 300
+hold_s = 30
+
+[[time_intervals]]                   # the demo's maintenance window: this hour and the next
+name = "demo-maintenance"
+[[time_intervals.time_intervals]]
+times = [{{ start_time = "{maint_start}", end_time = "{maint_end}" }}]
+
+[[maintenance]]
+time_intervals = ["demo-maintenance"]
+matchers = ['type="batch_job_failed"']
+
+[escalations.kill]                   # a kill switch: the on-call person now, the lead 15 s later unless acknowledged
+types = ["kill_switch_activated"]
+[[escalations.kill.steps]]
+after_s = 0
+to = ["webhook:oncall"]
+[[escalations.kill.steps]]
+after_s = 15
+to = ["webhook:lead"]
 """
 
 
@@ -69,7 +117,10 @@ def routing(path: str, now: dt.datetime) -> str:
     """The demo's routing file, with Dana's quiet hours around ``now`` (so the demo shows them)."""
     start = (now - dt.timedelta(hours=1)).astimezone(dt.UTC)
     end = (now + dt.timedelta(hours=2)).astimezone(dt.UTC)
-    return ROUTING.format(path=path, quiet_start=f"{start:%H}:00", quiet_end=f"{end:%H}:00")
+    hour = now.astimezone(dt.UTC).hour
+    maint_end = "24:00" if hour >= 22 else f"{hour + 2:02d}:00"  # a range may not wrap past midnight
+    return ROUTING.format(path=path, quiet_start=f"{start:%H}:00", quiet_end=f"{end:%H}:00",
+                          maint_start=f"{hour:02d}:00", maint_end=maint_end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +153,34 @@ def script(start: dt.datetime) -> list[Step]:
     add(6, "retries, DLQ and failover", "venue_disconnected", 2, "Venue FIX session down", account_id="ACC3")
     # a SEV2 the on-call person's quiet hours keep from her (a SEV1 above reached her)
     add(8, "preferences: quiet hours", "daily_loss_limit", 2, "Daily loss at 80 % of limit", account_id="ACC4")
+    # grouping: six rejected fills of one account, one notification listing them
+    for i in range(6):
+        add(3 + i, "grouping: one notification for the group", "fill_rejected", 2,
+            f"Fill {i} rejected", account_id="ACC5", symbol=f"SYM{i}")
+    # inhibition: a venue down mutes its account's stale quotes, released when it recovers
+    add(10, "an inhibition's source", "venue_down", 1, "Venue XNAS down", account_id="ACC6")
+    add(12, "inhibited by the venue", "stale_quotes", 2, "Quotes stale on AAPL", account_id="ACC6", symbol="AAPL")
+    add(30, "the source resolves: the target is released", "venue_down", 1, "Venue XNAS back",
+        account_id="ACC6", action="resolve")
+    # flapping: a component up and down, one flapping notification, then its settled state
+    for i in range(6):
+        add(14 + i * 2, "flapping", "component_unhealthy", 2, "Pricer unhealthy" if i % 2 == 0 else "Pricer back",
+            account_id="ACC7", action="trigger" if i % 2 == 0 else "resolve")
+    # a maintenance window mutes the nightly batch's failures
+    add(16, "maintenance window: muted", "batch_job_failed", 2, "Batch job 7 failed", account_id="ACC8")
+    # escalation: a kill switch reaches the on-call now and the lead 15 s later
+    add(18, "escalation", "kill_switch_activated", 1, "Kill switch activated on strategy S9", account_id="ACC9",
+        strategy_id="S9")
     steps.sort(key=lambda s: s.at_s)
     return steps
 
 
 class Endpoints:
-    """The demo's webhook endpoints on 127.0.0.1: ``/ok`` and ``/oncall`` answer 200,
+    """The demo's webhook endpoints on 127.0.0.1: ``/ok``, ``/oncall`` and ``/lead`` answer 200,
     ``/failing`` 503."""
 
     def __init__(self) -> None:
-        self.received: dict[str, int] = {"ok": 0, "oncall": 0, "failing": 0}
+        self.received: dict[str, int] = {"ok": 0, "oncall": 0, "lead": 0, "failing": 0}
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -197,7 +266,7 @@ class Demo:
         path = self.data_dir / "demo-routing.toml"
         path.write_text(routing(str(path), now), "utf-8")
         return {"TOCSIN_ROUTING_FILE": str(path), "TOCSIN_DEMO_OK_URL": self.endpoints.url("ok"),
-                "TOCSIN_DEMO_ONCALL_URL": self.endpoints.url("oncall"),
+                "TOCSIN_DEMO_ONCALL_URL": self.endpoints.url("oncall"), "TOCSIN_DEMO_LEAD_URL": self.endpoints.url("lead"),
                 "TOCSIN_DEMO_FAILING_URL": self.endpoints.url("failing")}
 
     def feed_when_ready(self, health_url: str, bootstrap: str, topic: str, say: Callable[[str], None]) -> None:

@@ -12,7 +12,7 @@ from tocsin.decisions.routing import parse_policy
 from tocsin.tools.demo import routing, script
 
 START = dt.datetime(2026, 12, 7, 3, 30, tzinfo=dt.UTC)
-ENABLED = {"webhook:ok", "webhook:oncall", "webhook:failing", "console:default", "file:default"}
+ENABLED = {"webhook:ok", "webhook:oncall", "webhook:lead", "webhook:failing", "console:default", "file:default"}
 
 
 def test_the_script_holds_what_the_demo_promises() -> None:
@@ -31,10 +31,12 @@ def test_the_script_holds_what_the_demo_promises() -> None:
 
 def test_the_routing_routes_the_script_as_promised() -> None:
     policy = parse_policy(tomllib.loads(routing("/x/demo-routing.toml", START)))
-    reasons = {}
+    reasons, outcomes, noise = {}, {}, {}
     for s in script(START):
         p = preview(s.event, policy, ENABLED, 600, START)
         reasons[s.event.type] = (p.decision["reason"], [d.route.destination for d in p.deliveries])
+        outcomes[s.event.type] = p.decision["outcome"]
+        noise[s.event.type] = " | ".join(p.noise)
     # the broken endpoint fails over to webhook:ok
     assert policy.policy_for("webhook:failing").failover == ("webhook:ok",)
     assert "webhook:failing" in reasons["venue_disconnected"][1]
@@ -42,3 +44,13 @@ def test_the_routing_routes_the_script_as_promised() -> None:
     reason, dests = reasons["daily_loss_limit"]
     assert "webhook:oncall removed (dana's quiet hours" in reason and "webhook:oncall" not in dests
     assert "webhook:oncall" in reasons["position_limit_hit"][1]
+    # noise control, each step as the dry run sees it (what depends on the broker's state, as a condition)
+    assert outcomes["fill_rejected"] == "grouped" and reasons["fill_rejected"][0] == "fills|type=fill_rejected,account_id=ACC5"
+    assert outcomes["batch_job_failed"] == "muted" and reasons["batch_job_failed"][0] == "interval:demo-maintenance"
+    assert "throttle: a 60 s window for type order_rejected" in noise["order_rejected"]
+    assert "digest:" in noise["order_rejected"]
+    assert "inhibition: held while a source of rule 'venue down mutes its stale quotes' fires" in noise["stale_quotes"]
+    assert "flapping: more than 3 firing/resolved changes within 300 s" in noise["component_unhealthy"]
+    assert "escalation 'kill' unless acknowledged or resolved: after 0 s to webhook:oncall; after 15 s to webhook:lead" \
+        in noise["kill_switch_activated"]
+    assert noise["daily_loss_limit"] == ""  # nothing but her preferences
