@@ -324,3 +324,27 @@ def test_readonly_queries(store: Store) -> None:
 def test_no_migration_is_left(store: Store) -> None:
     assert store.migrate() == []
     assert store.applied_versions() == [1, 2]
+
+
+async def test_totals_count_alerts_not_the_steps_recorded_about_them(store: Store) -> None:
+    """A window's digest and an escalation's steps are rows of tocsin.alerts about an alert
+    already counted: the totals and the per-minute chart leave them out (a window of their own,
+    60 days back, so the other tests' figures stay as they are)."""
+    t0 = NOW - 60 * 24 * H
+    kw: dict[str, Any] = {"type": "order_rejected", "severity": 2, "account_id": "acc9", "symbol": "X"}
+    first = decision(at=t0, n=0, outcome=Outcome.NOTIFY, destinations=["webhook:default"], **kw)
+    repeat = decision(at=t0 + M, n=1, outcome=Outcome.SUPPRESS, suppressed_count=1, **kw)
+    steps = [decision(at=t0 + 10 * M, n=2, outcome=Outcome.DIGEST, suppressed_count=1, **kw),
+             decision(at=t0 + 5 * M, n=3, outcome=Outcome.ESCALATED, destinations=["webhook:lead"], **kw),
+             decision(at=t0 + 6 * M, n=4, outcome=Outcome.ESCALATION_STOPPED, **kw)]
+    await _record(store, [("decisions", d) for d in (first, repeat, *steps)])
+    window = {"since": t0 - H, "until": t0 + H}
+    sev = q(store, "totals_24h_by_severity", **window)
+    assert [(r["severity"], r["alerts"], r["notified"], r["suppressed"]) for r in sev] == [(2, 2, 1, 1)]
+    assert [(r["type"], r["alerts"]) for r in q(store, "totals_24h_by_type", **window)] == [("order_rejected", 2)]
+    noisy = q(store, "noisiest_fingerprints", **window)
+    assert [(r["alerts"], r["suppressed"], r["notified"]) for r in noisy] == [(2, 1, 1)]
+    per_hour = q(store, "alerts_by_severity_over_time", bucket_s=3600, **window)
+    assert sum(r["alerts"] for r in per_hour) == 2
+    by_outcome = {r["outcome"]: r["alerts"] for r in q(store, "alerts_by_outcome_over_time", bucket_s=7200, **window)}
+    assert by_outcome == {"notify": 1, "suppress": 1, "digest": 1, "escalated": 1, "escalation_stopped": 1}

@@ -5,7 +5,8 @@
 -- pairs are rows: a reader fills the gaps with zeros.
 -- Window: event time in [since, until) (defaults: the last 24 hours).
 -- Params: since DateTime64, until DateTime64, bucket_s UInt32 (default 60, at least 1).
--- Exact under replay: reads tocsin.alerts with FINAL (one row per decision_id).
+-- Counts alerts: a window's digest and escalation steps are rows of tocsin.alerts about an
+-- alert, not one, and left out. Exact under replay: reads tocsin.alerts with FINAL (one row per decision_id).
 SELECT
     toStartOfInterval(event_timestamp, toIntervalSecond({bucket_s:UInt32})) AS bucket,
     severity,
@@ -13,5 +14,6 @@ SELECT
 FROM tocsin.alerts FINAL
 WHERE event_timestamp >= {since:DateTime64(3, 'UTC')}
   AND event_timestamp <  {until:DateTime64(3, 'UTC')}
+  AND outcome NOT IN ('digest', 'escalated', 'escalation_stopped')  -- steps about an alert, not one
 GROUP BY bucket, severity
 ORDER BY bucket, severity

@@ -16,6 +16,7 @@ WITH
         FROM tocsin.alerts FINAL
         WHERE event_timestamp >= {since:DateTime64(3, 'UTC')}
           AND event_timestamp <  {until:DateTime64(3, 'UTC')}
+  AND outcome NOT IN ('digest', 'escalated', 'escalation_stopped')  -- steps about an alert, not one
         GROUP BY type
     ),
     d AS (
