@@ -599,7 +599,7 @@ async def recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
         t0 = time.monotonic()
         await write_throttle_changelog(b.bootstrap, "r", keys)
         log(f"recovery: {keys} keys written to the changelog in {time.monotonic() - t0:.1f} s")
-        env = base_env(b.bootstrap, "r", tmp / "r")
+        env = base_env(b.bootstrap, "r", tmp / "r", TOCSIN_TABLE_STORE="memory")
         w = WorkerProcess(env, tmp / "r.log", loglevel="warning").start()
         await w.wait_ready(900)
         t_mem = w.ready_s
@@ -631,7 +631,11 @@ async def recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
     return out
 
 
-async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[str, Result]:
+async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
+                  soak_minutes: float = 30.0, soak_rate: int = 100) -> dict[str, Result]:
+    """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
+    keys (default 200,000 quick, a million full). The soak runs only when named in ``only``
+    (``soak_minutes`` at ``soak_rate`` alerts a second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -654,7 +658,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
                                            rocksdb_keys=30_000 if quick else 100_000))
         results.update(await worker_memory_retained(30_000 if quick else 100_000, log, tmp))
     if want("recovery"):
-        results.update(await recovery(200_000 if quick else 1_000_000, log, tmp))
+        results.update(await recovery(keys or (200_000 if quick else 1_000_000), log, tmp))
     if want("api_alerts"):
         from .statuses import api_alerts
 
@@ -663,5 +667,9 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
         from .alertmanager import side_by_side
 
         results.update(await side_by_side(5_000 if quick else 20_000, log, tmp))
+    if only is not None and "soak" in only:
+        from .soak import soak
+
+        results.update(await soak(soak_minutes, soak_rate, log, tmp))
     log(f"work files in {tmp}")
     return results

@@ -115,6 +115,15 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             log.info("created %d topics with %d partitions", len(created), settings.partitions)
     except Exception as exc:  # the worker itself keeps trying to reach Kafka
         log.warning("could not create the topics up front (%s: %s); Faust declares them", type(exc).__name__, exc)
+    if settings.effective_table_store() == "rocksdb":
+        from ..core.store_check import remove_stale_stores
+
+        try:  # a store left from a broker that started empty since (core/store_check.py)
+            asyncio.run(remove_stale_stores(settings.data_dir, settings.app_id, settings.kafka_bootstrap,
+                                            client_kwargs(settings)))
+        except Exception as exc:  # the worker itself keeps trying to reach Kafka
+            log.warning("could not check the table stores against their changelogs (%s: %s)",
+                        type(exc).__name__, exc)
     enabled = ", ".join(rt.enabled)
     log.info("worker for %s on %s (%s), web on http://%s:%d, destinations: %s", settings.topic_prefix,
              redact_url(settings.kafka_bootstrap), settings.kafka_security_protocol, settings.web_host,
@@ -162,6 +171,13 @@ def dev(loglevel: str = typer.Option("info")) -> None:
     os.environ.setdefault("TOCSIN_INGEST_OPEN", "true")
     s = embedded_settings_or_fail()
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    from ..core.store_check import remove_all_stores
+
+    # the broker starts empty (memory storage): table stores on disk were built from the
+    # changelogs of an earlier one and would outlive them (core/store_check.py)
+    if remove_all_stores(s.data_dir):
+        typer.echo("tocsin dev: removed the table stores of an earlier run (its broker kept them in memory)",
+                   err=True)
     try:
         b = EmbeddedBroker(s.kafka_bootstrap, log_path=s.data_dir / "broker.log").start()
     except TocsinError as exc:
