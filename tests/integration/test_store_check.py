@@ -34,7 +34,7 @@ async def decide(bootstrap: str, prefix: str, fp: str, n: int, at: int) -> list[
 async def test_a_store_from_a_broker_that_started_empty_is_rebuilt(tmp_path: Path) -> None:
     bootstrap, prefix, fp = f"127.0.0.1:{free_port()}", "s" + uuid.uuid4().hex[:8], f"db:{uuid.uuid4().hex[:6]}"
     env = base_env(bootstrap, prefix, tmp_path)  # no TOCSIN_TABLE_STORE: the default, RocksDB
-    data = Path(env["TOCSIN_DATA_DIR"])
+    tables = store_check.table_dir(Path(env["TOCSIN_DATA_DIR"]) / "faust")  # the first worker's
 
     def worker(name: str) -> WorkerProcess:
         return WorkerProcess({**env, "TOCSIN_WEB_PORT": str(free_port())}, tmp_path / f"{name}.log")
@@ -45,7 +45,7 @@ async def test_a_store_from_a_broker_that_started_empty_is_rebuilt(tmp_path: Pat
         assert await decide(bootstrap, prefix, fp, 1, at=1) == [("notify", 0)]
         await asyncio.sleep(1.5)  # the changelog acknowledged and its offset noted in the store
         w.stop()
-        stores = store_check.partition_stores(store_check.table_dir(data))
+        stores = store_check.partition_stores(tables)
         assert ("throttle", 0) in stores  # the RocksDB store is the default
         # restarted on the same broker: the store is kept (its offset is in the changelog)
         w = worker("w2").start()

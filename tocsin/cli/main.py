@@ -119,7 +119,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         from ..core.store_check import remove_stale_stores
 
         try:  # a store left from a broker that started empty since (core/store_check.py)
-            asyncio.run(remove_stale_stores(settings.data_dir, settings.app_id, settings.kafka_bootstrap,
+            asyncio.run(remove_stale_stores(Path(rt.app.conf.tabledir), settings.app_id, settings.kafka_bootstrap,
                                             client_kwargs(settings)))
         except Exception as exc:  # the worker itself keeps trying to reach Kafka
             log.warning("could not check the table stores against their changelogs (%s: %s)",
@@ -171,6 +171,10 @@ def dev(loglevel: str = typer.Option("info")) -> None:
     os.environ.setdefault("TOCSIN_INGEST_OPEN", "true")
     s = embedded_settings_or_fail()
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        b = EmbeddedBroker(s.kafka_bootstrap, log_path=s.data_dir / "broker.log").start()
+    except TocsinError as exc:
+        fail(str(exc))
     from ..core.store_check import remove_all_stores
 
     # the broker starts empty (memory storage): table stores on disk were built from the
@@ -178,10 +182,6 @@ def dev(loglevel: str = typer.Option("info")) -> None:
     if remove_all_stores(s.data_dir):
         typer.echo("tocsin dev: removed the table stores of an earlier run (its broker kept them in memory)",
                    err=True)
-    try:
-        b = EmbeddedBroker(s.kafka_bootstrap, log_path=s.data_dir / "broker.log").start()
-    except TocsinError as exc:
-        fail(str(exc))
     typer.echo(f"tocsin dev: broker {b.bootstrap}, dashboard http://{s.web_host}:{s.web_port}/, "
                f"ClickHouse {redact_url(s.clickhouse_dsn)}, file channel {s.file_path}", err=True)
     env = dict(os.environ)

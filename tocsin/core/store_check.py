@@ -14,11 +14,19 @@ is gone, came from somewhere else (``is_stale``) and is removed.
 Not detected: a store from an earlier broker whose new changelog has since grown past the
 store's offset (another worker wrote it while this one was stopped). `tocsin dev`, which
 always starts a fresh broker, removes the stores itself before its worker starts.
+
+Two workers on one machine with one ``TOCSIN_DATA_DIR`` must not open the same RocksDB files
+(a database is locked by the process that opened it): each worker claims a store directory of
+its own (``claim_store_dir``), ``faust`` for the first, ``faust-1``, ``faust-2``... for the
+next ones, by an exclusive lock held for the process's life; a worker started again takes the
+first one free, and so its own store back.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -33,10 +41,42 @@ OFFSET_KEY = b"__faust\0offset__"
 _PARTITION_DB = re.compile(r"^(?P<table>.+)-(?P<partition>\d+)\.db$")
 
 
-def table_dir(data_dir: Path) -> Path:
-    """Where the worker's Faust app keeps its RocksDB tables (``datadir`` is ``data_dir/faust``,
-    streams/app.py; Faust adds ``v<version>/tables``)."""
-    return data_dir / "faust" / "v1" / "tables"
+#: the lock of the store directory this process claimed (held open for the process's life)
+_claimed: dict[Path, int] = {}
+
+
+def store_dirs(data_dir: Path) -> list[Path]:
+    """Every worker's store directory under ``data_dir`` (``faust``, ``faust-1``, ...)."""
+    if not data_dir.is_dir():
+        return []
+    return sorted(p for p in data_dir.iterdir() if p.is_dir() and re.fullmatch(r"faust(-\d+)?", p.name))
+
+
+def claim_store_dir(data_dir: Path, limit: int = 64) -> Path:
+    """The first of ``data_dir/faust``, ``faust-1``, ... that no other process on this machine
+    holds, locked (``flock`` on ``<dir>.lock``) until this process exits; the same one again
+    when this process already claimed one."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for path, _ in _claimed.items():
+        if path.parent == data_dir.resolve():
+            return path
+    for n in range(limit):
+        path = (data_dir / ("faust" if n == 0 else f"faust-{n}")).resolve()
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _claimed[path] = fd
+        return path
+    raise RuntimeError(f"{limit} workers hold store directories in {data_dir}")
+
+
+def table_dir(store_dir: Path) -> Path:
+    """Where a Faust app whose ``datadir`` is ``store_dir`` keeps its RocksDB tables (Faust adds
+    ``v<version>/tables``; the app's ``conf.tabledir``)."""
+    return store_dir / "v1" / "tables"
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -98,11 +138,12 @@ async def changelog_ends(bootstrap: str, security: Mapping[str, Any],
         await c.stop()
 
 
-async def remove_stale_stores(data_dir: Path, app_id: str, bootstrap: str,
+async def remove_stale_stores(tables: Path, app_id: str, bootstrap: str,
                               security: Mapping[str, Any]) -> list[Path]:
-    """Remove every table partition's RocksDB store under ``data_dir`` that ``is_stale`` against
-    its changelog on the broker at ``bootstrap``; the directories removed, each logged."""
-    stores = partition_stores(table_dir(data_dir))
+    """Remove every table partition's RocksDB store in ``tables`` (a Faust table directory) that
+    ``is_stale`` against its changelog on the broker at ``bootstrap``; the directories removed,
+    each logged."""
+    stores = partition_stores(tables)
     if not stores:
         return []
     topic_of = {key: (changelog_topic(app_id, key[0]), key[1]) for key in stores}
@@ -122,10 +163,22 @@ async def remove_stale_stores(data_dir: Path, app_id: str, bootstrap: str,
 
 
 def remove_all_stores(data_dir: Path) -> bool:
-    """Remove every RocksDB table store under ``data_dir`` (`tocsin dev`, whose broker always
-    starts empty); whether there was one."""
-    tables = table_dir(data_dir)
-    if not partition_stores(tables):
-        return False
-    shutil.rmtree(tables)
-    return True
+    """Remove every worker's RocksDB table stores under ``data_dir`` (`tocsin dev`, whose broker
+    always starts empty); whether there was one. A store directory another process holds is
+    left alone."""
+    removed = False
+    for store in store_dirs(data_dir):
+        tables = table_dir(store)
+        if not partition_stores(tables):
+            continue
+        fd = os.open(f"{store}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a worker runs on it
+        else:
+            shutil.rmtree(tables)
+            removed = True
+        finally:
+            os.close(fd)
+    return removed

@@ -16,6 +16,7 @@ from ..agents.channels import build_channels
 from ..agents.outbox import Outbox
 from ..agents.runtime import Runtime
 from ..core.settings import Settings
+from ..core.store_check import claim_store_dir
 from ..core.tables import make_tables
 from ..core.topics import make_topics
 from ..decisions.routing import load_policy
@@ -49,7 +50,8 @@ def make_faust_app(s: Settings) -> faust.App:
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(security),
         store=store,
-        datadir=str((s.data_dir / "faust").resolve()),
+        # a directory of this worker's own: two workers on one machine share TOCSIN_DATA_DIR
+        datadir=str(claim_store_dir(s.data_dir)),
         topic_partitions=s.partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,

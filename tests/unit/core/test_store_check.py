@@ -3,6 +3,8 @@ the table store (Settings.effective_table_store)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,13 +67,43 @@ def test_the_persisted_offset_is_read_as_faust_wrote_it(tmp_path: Path) -> None:
     assert store_check.persisted_offset(empty) is None
 
 
-def test_tocsin_dev_removes_every_store(tmp_path: Path) -> None:
+def test_tocsin_dev_removes_every_store_no_worker_holds(tmp_path: Path) -> None:
     assert store_check.remove_all_stores(tmp_path) is False
-    tables = store_check.table_dir(tmp_path)
-    (tables / "throttle-0.db").mkdir(parents=True)
+    first, second = store_check.table_dir(tmp_path / "faust"), store_check.table_dir(tmp_path / "faust-1")
+    for tables in (first, second):
+        (tables / "throttle-0.db").mkdir(parents=True)
     (tmp_path / "clickhouse").mkdir()
-    assert store_check.remove_all_stores(tmp_path) is True
-    assert not tables.exists() and (tmp_path / "clickhouse").is_dir()
+    holder = _hold(tmp_path / "faust-1")  # a worker runs on the second one
+    try:
+        assert store_check.remove_all_stores(tmp_path) is True
+        assert not first.exists() and second.exists() and (tmp_path / "clickhouse").is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _hold(store: Path) -> subprocess.Popen[str]:
+    """Another process holding ``store``'s lock, as a worker does, until killed."""
+    code = ("import fcntl, os, sys; fd = os.open(sys.argv[1] + '.lock', os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code, str(store.resolve())], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_each_worker_on_a_machine_claims_a_store_directory_of_its_own(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    holder = _hold(data / "faust")
+    try:
+        mine = store_check.claim_store_dir(data)
+        assert mine == (data / "faust-1").resolve()  # the first is another worker's
+        assert store_check.claim_store_dir(data) == mine  # one process: one directory
+        assert store_check.store_dirs(data) == []  # Faust makes them
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize(("env", "installed", "expected"), [
