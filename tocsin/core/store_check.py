@@ -128,11 +128,12 @@ async def changelog_ends(bootstrap: str, security: Mapping[str, Any],
     await started(c, bootstrap)
     try:
         ends = dict.fromkeys(partitions, 0)
-        for topic in sorted({t for t, _ in partitions}):
-            tps = [tp for tp in await topic_partitions(c, topic) if (topic, tp.partition) in ends]
-            if tps:
-                for tp, end in (await end_offsets(c, tps)).items():
-                    ends[(tp.topic, tp.partition)] = end
+        # every topic's partitions first: once assigned, the consumer's metadata has only those
+        tps = [tp for topic in sorted({t for t, _ in partitions}) for tp in await topic_partitions(c, topic)
+               if (topic, tp.partition) in ends]
+        if tps:
+            for tp, end in (await end_offsets(c, tps)).items():
+                ends[(tp.topic, tp.partition)] = end
         return ends
     finally:
         await c.stop()
