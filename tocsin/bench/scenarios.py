@@ -688,10 +688,12 @@ async def recovery(keys: int, log: Log, tmp: Path, *, first_start: bool = False,
 
 
 async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
-                  soak_minutes: float = 30.0, soak_rate: int = 100) -> dict[str, Result]:
+                  recovery_memory: bool = True, soak_minutes: float = 30.0,
+                  soak_rate: int = 100) -> dict[str, Result]:
     """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
-    keys (default 200,000 quick, a million full). The soak runs only when named in ``only``
-    (``soak_minutes`` at ``soak_rate`` alerts a second)."""
+    keys (default 200,000 quick, a million full); ``recovery_memory``: time the memory store's
+    replay too. The soak runs only when named in ``only`` (``soak_minutes`` at ``soak_rate``
+    alerts a second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -715,7 +717,8 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
                                            rocksdb_keys=0 if quick else 100_000))
         results.update(await worker_memory_retained(20_000 if quick else 100_000, log, tmp))
     if want("recovery"):
-        results.update(await recovery(keys or (200_000 if quick else 1_000_000), log, tmp, first_start=not quick))
+        results.update(await recovery(keys or (200_000 if quick else 1_000_000), log, tmp,
+                                      first_start=not quick and recovery_memory, memory=recovery_memory))
     if want("api_alerts"):
         from .statuses import api_alerts
 

@@ -26,6 +26,9 @@ def bench(
                                                         "(soak runs only when named)"),
     keys: int = typer.Option(None, "--keys", min=1, help="throttle keys of the recovery scenario "
                                                          "(default 200,000 with --quick, else 1,000,000)"),
+    rocksdb_only: bool = typer.Option(False, "--recovery-rocksdb-only",
+                                      help="recovery: time the RocksDB store's restart only, against an empty "
+                                           "start (no replay of the changelog into the memory store)"),
     soak_minutes: float = typer.Option(30.0, "--soak-minutes", min=0.05, help="how long the soak runs"),
     soak_rate: int = typer.Option(100, "--soak-rate", min=1, help="alerts a second during the soak"),
 ) -> None:
@@ -39,7 +42,8 @@ def bench(
         raise typer.Exit(1)
     err = Console(stderr=True)
     results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None,
-                                  keys=keys, soak_minutes=soak_minutes, soak_rate=soak_rate))
+                                  keys=keys, recovery_memory=not rocksdb_only, soak_minutes=soak_minutes,
+                                  soak_rate=soak_rate))
     table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
                         f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
     for col in ("scenario", "value", "baseline", "ratio", "unit"):
