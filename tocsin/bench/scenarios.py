@@ -691,7 +691,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
                   recovery_memory: bool = True, soak_minutes: float = 30.0,
                   soak_rate: int = 100) -> dict[str, Result]:
     """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
-    keys (default 200,000 quick, a million full); ``recovery_memory``: time the memory store's
+    keys (default 100,000 quick, a million full); ``recovery_memory``: time the memory store's
     replay too. The soak runs only when named in ``only`` (``soak_minutes`` at ``soak_rate``
     alerts a second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
@@ -717,7 +717,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
                                            rocksdb_keys=0 if quick else 100_000))
         results.update(await worker_memory_retained(20_000 if quick else 100_000, log, tmp))
     if want("recovery"):
-        results.update(await recovery(keys or (200_000 if quick else 1_000_000), log, tmp,
+        results.update(await recovery(keys or (100_000 if quick else 1_000_000), log, tmp,
                                       first_start=not quick and recovery_memory, memory=recovery_memory))
     if want("api_alerts"):
         from .statuses import api_alerts

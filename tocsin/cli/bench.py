@@ -25,7 +25,7 @@ def bench(
     only: list[str] = typer.Option(None, "--only", help=f"run only these scenarios: {', '.join(SCENARIOS)} "
                                                         "(soak runs only when named)"),
     keys: int = typer.Option(None, "--keys", min=1, help="throttle keys of the recovery scenario "
-                                                         "(default 200,000 with --quick, else 1,000,000)"),
+                                                         "(default 100,000 with --quick, else 1,000,000)"),
     rocksdb_only: bool = typer.Option(False, "--recovery-rocksdb-only",
                                       help="recovery: time the RocksDB store's restart only, against an empty "
                                            "start (no replay of the changelog into the memory store)"),
