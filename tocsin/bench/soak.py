@@ -47,10 +47,10 @@ def rss_mb(pid: int | None) -> float | None:
 
 
 async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: float | None = None,
-               warmup_s: float | None = None) -> dict[str, Result]:
+               warmup_s: float | None = None, **settings: Any) -> dict[str, Result]:
     """``rate`` alerts a second for ``minutes``; latency and memory over the first ``window_s``
     after ``warmup_s`` against the last ``window_s`` (defaults: 60 s and 30 s, shortened
-    for a run of less than five minutes)."""
+    for a run of less than five minutes). ``settings``: more of the worker's (``base_env``)."""
     seconds = minutes * 60
     window = window_s if window_s is not None else min(60.0, seconds / 5)
     warmup = warmup_s if warmup_s is not None else min(30.0, seconds / 10)
@@ -60,7 +60,7 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
         route = tmp / "routing-soak.toml"
         route.write_text(LATENCY_ROUTING["webhook"] or "", encoding="utf-8")
         env = base_env(b.bootstrap, "soak", tmp / "soak", TOCSIN_WEBHOOK_DEFAULT_URL=recv.url,
-                       TOCSIN_ROUTING_FILE=route, TOCSIN_RECORD_ENABLED="true")
+                       TOCSIN_ROUTING_FILE=route, TOCSIN_RECORD_ENABLED="true", **settings)
         w = WorkerProcess(env, tmp / "soak.log", loglevel="warning").start()
         await w.wait_ready()
         broker_pid = b.proc.pid if b.proc else None
