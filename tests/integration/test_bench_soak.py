@@ -16,8 +16,9 @@ pytestmark = pytest.mark.integration
 async def test_a_short_soak_measures_the_start_and_the_end(tmp_path: Path) -> None:
     lines: list[str] = []
     out = await soak(0.25, 20, lines.append, tmp_path, window_s=4, warmup_s=2)
-    assert set(out) == {"soak_latency_p50_end_vs_start", "soak_latency_p99_end_vs_start",
+    assert set(out) == {"soak_latency_p50_end_vs_start", "soak_latency_p99_end_vs_start", "soak_delivered",
                         "soak_worker_rss_end_vs_start", "soak_broker_rss_end_vs_start"}
+    assert out["soak_delivered"]["ratio"] == 1
     p99 = out["soak_latency_p99_end_vs_start"]
     assert p99["alerts"] == 300 and p99["delivered"] == 300
     for r in out.values():

@@ -68,6 +68,7 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
         await p.start()
         sent: dict[str, float] = {}  # delivery_id -> when it was produced
         samples: list[tuple[float, float | None, float | None]] = []  # (s since start, worker MB, broker MB)
+        progress: list[tuple[int, int, int]] = []  # (s since start, produced, delivered), each 30 s
         run = uuid.uuid4().hex[:6]
         t0 = time.monotonic()
 
@@ -97,9 +98,10 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
                 while i < min(due, total):
                     await send(i)
                     i += 1
-                if time.monotonic() - last_log >= 60:
+                if time.monotonic() - last_log >= 30:
                     last_log = time.monotonic()
                     s = samples[-1] if samples else (0, None, None)
+                    progress.append((round(last_log - t0), i, sum(1 for k in sent if k in recv.arrivals)))
                     log(f"soak: {last_log - t0:.0f} s, {i:,} alerts, {sum(1 for k in sent if k in recv.arrivals):,} "
                         f"delivered; worker {s[1] or 0:.0f} MB, broker {s[2] or 0:.0f} MB")
                 await asyncio.sleep(0.01)
@@ -138,6 +140,9 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
         "soak_latency_p50_end_vs_start": result(pct(last, .5), pct(first, .5), "ms", **common),
         "soak_latency_p99_end_vs_start": result(pct(last, .99), pct(first, .99), "ms", **common),
         "soak_worker_rss_end_vs_start": result(w_end, w_start, "MB", **common, rss_every_30s=series),
+        "soak_delivered": result(delivered, len(sent), "alerts", every_30s=progress,
+                                 note="alerts delivered to the webhook of those produced (every_30s: "
+                                      "seconds, produced, delivered): a stall shows as a flat delivered"),
         "soak_broker_rss_end_vs_start": result(
             b_end, b_start, "MB", **common, broker_idle_mb=round(b_idle, 1),
             broker_mb_per_million_alerts=round(broker_per_million, 1),
