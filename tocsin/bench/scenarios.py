@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -452,14 +452,14 @@ async def worker_memory(keys: int, log: Log, tmp: Path, first: int = 5000,
     """Whole-worker RSS growth per notified fingerprint, memory and RocksDB stores: the slope
     after a first step of ``first`` fingerprints (which raises the allocator's high-water
     mark once, about 100 MB here, memory the worker reuses but does not give back). The
-    RocksDB store is fed ``rocksdb_keys`` (default ``keys``). A slope over a few tens of
+    RocksDB store is fed ``rocksdb_keys`` (default ``keys``; 0: not measured). A slope over a few tens of
     thousands overstates the million's: the tables' dicts double their size in steps, and the
     bounded caches (the partition of a fingerprint, routes) fill in the first tens of
     thousands; the full run feeds the memory store a million (BENCHMARKS.md)."""
     out: dict[str, Result] = {}
     per: dict[str, float] = {}
     for store in ("memory", "rocksdb"):
-        if store == "rocksdb" and not _has_rocksdict():
+        if store == "rocksdb" and (not _has_rocksdict() or rocksdb_keys == 0):
             break
         if store == "rocksdb" and rocksdb_keys is not None:
             keys = rocksdb_keys
@@ -503,7 +503,7 @@ async def worker_memory_retained(keys: int, log: Log, tmp: Path, first: int = 50
     flat: memory freed and used again, not grown."""
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-mem-retained.log") as b:
         prefix = "mr"
-        env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_STATUS_RETENTION_S=retention_s,
+        env = base_env(b.bootstrap, prefix, tmp / prefix, TOCSIN_TABLE_STORE="memory", TOCSIN_STATUS_RETENTION_S=retention_s,
                        TOCSIN_DELIVERY_STATE_RETENTION_S=retention_s)
         w = WorkerProcess(env, tmp / f"{prefix}.log", loglevel="warning").start()
         await w.wait_ready()
@@ -544,15 +544,57 @@ def _has_rocksdict() -> bool:
     return True
 
 
+def throttle_records(keys: int, partitions: int = 4,
+                     at: dt.datetime | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of ``keys`` fingerprints' throttle state for the window of event
+    time ``at`` (default: the current bucket), as the throttle writes them (core/tables.py,
+    agents/throttle.py): the changelog's records, and what a RocksDB store holds."""
+    from faust.windows import TumblingWindow
+
+    from ..agents.batches import partition_for
+    from ..decisions.throttle import WindowState
+
+    window = orjson.dumps(TumblingWindow(600).current((at or bucket_ts()).timestamp()))[1:-1]
+    for i in range(keys):
+        fp = f"order_rejected:ACC{i:07d}:BTC-USD:strat-{i % 50}"
+        key = b'["' + fp.encode() + b'",[' + window + b"]]"
+        value = orjson.dumps(WindowState(i & 0xFFFFFFFFFF, i % 7).to_value())
+        yield partition_for(fp.encode(), partitions), key, value
+
+
+def write_throttle_store(data_dir: Path, keys: int, partitions: int = 4, at: dt.datetime | None = None) -> None:
+    """The RocksDB store a worker with ``TOCSIN_DATA_DIR=data_dir`` holds once it has read the
+    changelog ``write_throttle_changelog(..., keys, partitions, at)`` wrote into a new topic
+    (each partition's records at offsets 0, 1, ...): every key and value as Faust's store puts
+    a changelog record, and each partition's offset, written straight to disk (Faust's own
+    RocksDB options) instead of by a first start that replays the whole changelog."""
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from ..core.store_check import OFFSET_KEY, table_dir
+
+    tables = table_dir(data_dir / "faust")  # the first worker's (core/store_check.py)
+    tables.mkdir(parents=True, exist_ok=True)
+    dbs = {n: RocksDBOptions(use_rocksdict=True).open(tables / f"throttle-{n}.db") for n in range(partitions)}
+    counts = dict.fromkeys(dbs, 0)
+    try:
+        for part, key, value in throttle_records(keys, partitions, at):
+            dbs[part].put(key, value)
+            counts[part] += 1
+        for n, db in dbs.items():
+            if counts[n]:
+                db.put(OFFSET_KEY, str(counts[n] - 1).encode())
+            db.flush()
+    finally:
+        for db in dbs.values():
+            db.close()
+
+
 async def write_throttle_changelog(bootstrap: str, prefix: str, keys: int, partitions: int = 4,
                                    at: dt.datetime | None = None) -> None:
     """``keys`` fingerprints' throttle state for the window of event time ``at`` (default: the
     current bucket), written to the throttle table's changelog as the throttle writes it
     (core/tables.py, agents/throttle.py), one record batch per partition."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from ..agents.batches import partition_for
-    from ..decisions.throttle import WindowState
 
     topic = f"{prefix}-worker-throttle-changelog"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -561,19 +603,12 @@ async def write_throttle_changelog(bootstrap: str, prefix: str, keys: int, parti
         await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
     finally:
         await admin.close()
-    from faust.windows import TumblingWindow
-
-    window = orjson.dumps(TumblingWindow(600).current((at or bucket_ts()).timestamp()))[1:-1]
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
     await p.start()
     try:
         pending = []
         batches: dict[int, Any] = {}
-        for i in range(keys):
-            fp = f"order_rejected:ACC{i:07d}:BTC-USD:strat-{i % 50}"
-            key = b'["' + fp.encode() + b'",[' + window + b"]]"
-            value = orjson.dumps(WindowState(i & 0xFFFFFFFFFF, i % 7).to_value())
-            part = partition_for(fp.encode(), partitions)
+        for part, key, value in throttle_records(keys, partitions, at):
             batch = batches.get(part) or p.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:
                 pending.append(await p.send_batch(batch, topic, partition=part))
@@ -587,9 +622,14 @@ async def write_throttle_changelog(bootstrap: str, prefix: str, keys: int, parti
         await p.stop()
 
 
-async def recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
+async def recovery(keys: int, log: Log, tmp: Path, *, first_start: bool = False,
+                   memory: bool = True) -> dict[str, Result]:
     """Restart to ready with ``keys`` fingerprints in the throttle table: the memory store
-    replays the changelog, the RocksDB store finds them on disk and reads only the tail."""
+    replays the changelog, the RocksDB store finds them on disk and reads only the tail. The
+    RocksDB store is written straight to disk as a first start leaves it (``write_throttle_store``);
+    ``first_start``: made by a first start instead, which replays the whole changelog (timed too).
+    ``memory``: time the memory store's replay (else the RocksDB restart is compared with an
+    empty start only)."""
     out: dict[str, Result] = {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-recovery.log") as b:
         empty = WorkerProcess(base_env(b.bootstrap, "e", tmp / "e"), tmp / "e.log", loglevel="warning").start()
@@ -599,39 +639,61 @@ async def recovery(keys: int, log: Log, tmp: Path) -> dict[str, Result]:
         t0 = time.monotonic()
         await write_throttle_changelog(b.bootstrap, "r", keys)
         log(f"recovery: {keys} keys written to the changelog in {time.monotonic() - t0:.1f} s")
-        env = base_env(b.bootstrap, "r", tmp / "r")
-        w = WorkerProcess(env, tmp / "r.log", loglevel="warning").start()
-        await w.wait_ready(900)
-        t_mem = w.ready_s
-        w.stop()
-        log(f"recovery: memory store ready in {t_mem:.1f} s with {keys} keys (empty start {t_empty:.1f} s)")
-        out["recovery_ready_s"] = result(t_mem, t_empty, "s", keys=keys,
-                                         note="start with the keys in the changelog (memory store: replayed) "
-                                              "vs a start with an empty changelog")
+        t_mem = None
+        if memory:
+            env = base_env(b.bootstrap, "r", tmp / "r", TOCSIN_TABLE_STORE="memory")
+            w = WorkerProcess(env, tmp / "r.log", loglevel="warning").start()
+            await w.wait_ready(3600)
+            t_mem = w.ready_s
+            w.stop()
+            log(f"recovery: memory store ready in {t_mem:.1f} s with {keys} keys (empty start {t_empty:.1f} s)")
+            out["recovery_ready_s"] = result(t_mem, t_empty, "s", keys=keys,
+                                             note="start with the keys in the changelog (memory store: replayed) "
+                                                  "vs a start with an empty changelog")
         if not _has_rocksdict():
             out["recovery_rocksdb_vs_memory_s"] = {
                 "value": None, "baseline": None, "ratio": None, "unit": "s",
-                "note": "rocksdict not installed (pip install tocsin[rocksdb])"}
+                "note": "rocksdict not installed (pip install rocksdict)"}
             return out
         env_k = base_env(b.bootstrap, "r", tmp / "rk", TOCSIN_TABLE_STORE="rocksdb")
-        first = WorkerProcess(env_k, tmp / "rk1.log", loglevel="warning").start()
-        await first.wait_ready(900)  # fills RocksDB from the changelog once
-        t_first = first.ready_s
-        await asyncio.sleep(2)
-        first.stop()
+        extra: dict[str, Any] = {}
+        if first_start:
+            first = WorkerProcess(env_k, tmp / "rk1.log", loglevel="warning").start()
+            await first.wait_ready(3600)  # fills RocksDB from the changelog once
+            extra["rocksdb_first_start_s"] = round(first.ready_s, 2)
+            await asyncio.sleep(2)
+            first.stop()
+        else:
+            t0 = time.monotonic()
+            await asyncio.to_thread(write_throttle_store, tmp / "rk" / "data", keys)
+            log(f"recovery: {keys} keys written to a RocksDB store in {time.monotonic() - t0:.1f} s")
         again = WorkerProcess(env_k, tmp / "rk2.log", loglevel="warning").start()
         await again.wait_ready(900)
         t_rocks = again.ready_s
         again.stop()
-        log(f"recovery: RocksDB store restart ready in {t_rocks:.1f} s (its first start {t_first:.1f} s, "
-            f"memory store {t_mem:.1f} s)")
-        out["recovery_rocksdb_vs_memory_s"] = result(
-            t_rocks, t_mem, "s", keys=keys, rocksdb_first_start_s=round(t_first, 2),
-            note="restart to ready: RocksDB store (state on disk) vs memory store (changelog replay)")
+        if "removing" in again.log_path.read_text():
+            raise RuntimeError(f"the RocksDB store was taken for stale; see {again.log_path}")
+        log(f"recovery: RocksDB store restart ready in {t_rocks:.1f} s with {keys} keys ("
+            + (f"its first start {extra['rocksdb_first_start_s']:.1f} s, " if first_start else "")
+            + (f"memory store {t_mem:.1f} s, " if t_mem is not None else "") + f"empty start {t_empty:.1f} s)")
+        if t_mem is not None:
+            out["recovery_rocksdb_vs_memory_s"] = result(
+                t_rocks, t_mem, "s", keys=keys, empty_start_s=round(t_empty, 2), **extra,
+                note="restart to ready: RocksDB store (state on disk) vs memory store (changelog replay)")
+        else:
+            out["recovery_rocksdb_vs_empty_s"] = result(
+                t_rocks, t_empty, "s", keys=keys, **extra,
+                note="restart to ready: RocksDB store (state on disk) vs a start with an empty changelog")
     return out
 
 
-async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[str, Result]:
+async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
+                  recovery_memory: bool = True, soak_minutes: float = 30.0,
+                  soak_rate: int = 100) -> dict[str, Result]:
+    """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
+    keys (default 100,000 quick, a million full); ``recovery_memory``: time the memory store's
+    replay too. The soak runs only when named in ``only`` (``soak_minutes`` at ``soak_rate``
+    alerts a second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -650,11 +712,13 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
         results.update(await asyncio.to_thread(recording, 50_000 if quick else 200_000, log, tmp))
     if want("memory"):
         results.update(await asyncio.to_thread(table_memory, 1_000_000, log))
+        # --quick: the memory store's slope only (the RocksDB store's, diagnostic, in the full run)
         results.update(await worker_memory(30_000 if quick else 1_005_000, log, tmp,
-                                           rocksdb_keys=30_000 if quick else 100_000))
-        results.update(await worker_memory_retained(30_000 if quick else 100_000, log, tmp))
+                                           rocksdb_keys=0 if quick else 100_000))
+        results.update(await worker_memory_retained(20_000 if quick else 100_000, log, tmp))
     if want("recovery"):
-        results.update(await recovery(200_000 if quick else 1_000_000, log, tmp))
+        results.update(await recovery(keys or (100_000 if quick else 1_000_000), log, tmp,
+                                      first_start=not quick and recovery_memory, memory=recovery_memory))
     if want("api_alerts"):
         from .statuses import api_alerts
 
@@ -663,5 +727,9 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None) -> dict[s
         from .alertmanager import side_by_side
 
         results.update(await side_by_side(5_000 if quick else 20_000, log, tmp))
+    if only is not None and "soak" in only:
+        from .soak import soak
+
+        results.update(await soak(soak_minutes, soak_rate, log, tmp))
     log(f"work files in {tmp}")
     return results

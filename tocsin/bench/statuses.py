@@ -106,9 +106,8 @@ async def _ticker(stop: asyncio.Event, late: list[float]) -> None:
         late.append(time.perf_counter() - t - 0.001)
 
 
-#: the queries timed before the index too in a quick run (each takes seconds)
-QUICK_BASELINE = ("dashboard list (first 50)", "dashboard count (active,acknowledged; limit 1)",
-                  "deep page (offset 500,000)")
+#: the queries timed before the index too in a quick run (each takes seconds), beside the slowest
+QUICK_BASELINE = ("dashboard list (first 50)",)
 
 
 async def api_alerts(n: int, log: Log, rounds: int = 5, quick: bool = False) -> dict[str, Any]:

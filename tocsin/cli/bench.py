@@ -14,14 +14,23 @@ from rich.table import Table
 
 from .main import cli
 
-SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery", "api_alerts", "alertmanager")
+SCENARIOS = ("pipeline", "latency", "delivery", "recording", "memory", "recovery", "api_alerts", "alertmanager",
+             "soak")
 
 
 @cli.command()
 def bench(
-    quick: bool = typer.Option(False, "--quick", help="smaller runs (under 5 minutes)"),
+    quick: bool = typer.Option(False, "--quick", help="smaller runs (under 10 minutes)"),
     json_path: Path = typer.Option(None, "--json", help="write the results as JSON here"),
-    only: list[str] = typer.Option(None, "--only", help=f"run only these scenarios: {', '.join(SCENARIOS)}"),
+    only: list[str] = typer.Option(None, "--only", help=f"run only these scenarios: {', '.join(SCENARIOS)} "
+                                                        "(soak runs only when named)"),
+    keys: int = typer.Option(None, "--keys", min=1, help="throttle keys of the recovery scenario "
+                                                         "(default 100,000 with --quick, else 1,000,000)"),
+    rocksdb_only: bool = typer.Option(False, "--recovery-rocksdb-only",
+                                      help="recovery: time the RocksDB store's restart only, against an empty "
+                                           "start (no replay of the changelog into the memory store)"),
+    soak_minutes: float = typer.Option(30.0, "--soak-minutes", min=0.05, help="how long the soak runs"),
+    soak_rate: int = typer.Option(100, "--soak-rate", min=1, help="alerts a second during the soak"),
 ) -> None:
     """Measure throughput, latency, delivery, recording, memory, recovery and the alert
     list's answers, each as a ratio against a baseline measured in the same run."""
@@ -32,7 +41,9 @@ def bench(
         typer.echo(f"tocsin: error: --only {bad[0]!r}: choose from {', '.join(SCENARIOS)}", err=True)
         raise typer.Exit(1)
     err = Console(stderr=True)
-    results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None))
+    results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None,
+                                  keys=keys, recovery_memory=not rocksdb_only, soak_minutes=soak_minutes,
+                                  soak_rate=soak_rate))
     table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
                         f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
     for col in ("scenario", "value", "baseline", "ratio", "unit"):

@@ -116,6 +116,15 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             log.info("created %d topics with %d partitions", len(created), settings.partitions)
     except Exception as exc:  # the worker itself keeps trying to reach Kafka
         log.warning("could not create the topics up front (%s: %s); Faust declares them", type(exc).__name__, exc)
+    if settings.effective_table_store() == "rocksdb":
+        from ..core.store_check import remove_stale_stores
+
+        try:  # a store left from a broker that started empty since (core/store_check.py)
+            asyncio.run(remove_stale_stores(Path(rt.app.conf.tabledir), settings.app_id, settings.kafka_bootstrap,
+                                            client_kwargs(settings)))
+        except Exception as exc:  # the worker itself keeps trying to reach Kafka
+            log.warning("could not check the table stores against their changelogs (%s: %s)",
+                        type(exc).__name__, exc)
     enabled = ", ".join(rt.enabled)
     log.info("worker for %s on %s (%s), web on http://%s:%d, destinations: %s", settings.topic_prefix,
              redact_url(settings.kafka_bootstrap), settings.kafka_security_protocol, settings.web_host,
@@ -170,6 +179,13 @@ def dev(loglevel: str = typer.Option("info"),
         b = EmbeddedBroker(s.kafka_bootstrap, log_path=s.data_dir / "broker.log").start()
     except TocsinError as exc:
         fail(str(exc))
+    from ..core.store_check import remove_all_stores
+
+    # the broker starts empty (memory storage): table stores on disk were built from the
+    # changelogs of an earlier one and would outlive them (core/store_check.py)
+    if remove_all_stores(s.data_dir):
+        typer.echo("tocsin dev: removed the table stores of an earlier run (its broker kept them in memory)",
+                   err=True)
     typer.echo(f"tocsin dev: broker {b.bootstrap}, dashboard http://{s.web_host}:{s.web_port}/, "
                f"ClickHouse {redact_url(s.clickhouse_dsn)}, file channel {s.file_path}", err=True)
     env = dict(os.environ)

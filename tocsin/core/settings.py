@@ -52,7 +52,11 @@ class Settings(BaseSettings):
     routing_file: Path | None = None
     throttle_window_s: int = Field(default=600, ge=1)
     throttle_expires_s: int = Field(default=7200, ge=1)
-    table_store: Literal["memory", "rocksdb"] = "memory"
+    #: where the throttle and delivery tables live: RocksDB on disk (a restart reads only the
+    #: changelog's tail) or memory (a restart replays the whole changelog). The default,
+    #: RocksDB, falls back to memory with a warning where rocksdict is not installed
+    #: (``effective_table_store``); set explicitly, a missing rocksdict stops the worker
+    table_store: Literal["memory", "rocksdb"] = "rocksdb"
     # bounded state (decisions/retention.py): a resolved or dismissed status is forgotten this
     # long after it was closed (ClickHouse keeps it); a delivery state this long after it was
     # written: unset, throttle_expires_s + 2 days (the longest retry schedule is far shorter)
@@ -205,6 +209,27 @@ class Settings(BaseSettings):
     @property
     def app_id(self) -> str:
         return f"{self.topic_prefix}-worker"
+
+    def effective_table_store(self, rocksdb_installed: bool | None = None) -> Literal["memory", "rocksdb"]:
+        """The table store the worker runs: ``table_store``, but the default RocksDB store falls
+        back to memory (the caller warns) where rocksdict is not installed; asked for by name
+        (TOCSIN_TABLE_STORE=rocksdb) without it, a ConfigError. ``rocksdb_installed``: whether
+        rocksdict imports (default: try it)."""
+        if self.table_store == "memory":
+            return "memory"
+        if rocksdb_installed is None:
+            try:
+                import rocksdict  # noqa: F401
+            except ImportError:
+                rocksdb_installed = False
+            else:
+                rocksdb_installed = True
+        if rocksdb_installed:
+            return "rocksdb"
+        if "table_store" in self.model_fields_set:
+            raise ConfigError("TOCSIN_TABLE_STORE", "rocksdb needs the rocksdict package "
+                                                    "(pip install rocksdict), or set it to memory")
+        return "memory"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -16,6 +16,7 @@ from ..agents.channels import build_channels
 from ..agents.outbox import Outbox
 from ..agents.runtime import Runtime
 from ..core.settings import Settings
+from ..core.store_check import claim_store_dir
 from ..core.tables import make_tables
 from ..core.topics import make_topics
 from ..decisions.routing import load_policy
@@ -28,17 +29,30 @@ from ..web import auth as webauth
 log = logging.getLogger(__name__)
 
 
+def table_store(s: Settings) -> str:
+    """The table store the worker runs (``Settings.effective_table_store``), with one warning
+    when the default RocksDB store is not installed and the memory store stands in."""
+    store = s.effective_table_store()
+    if store != s.table_store:
+        log.warning("TOCSIN_TABLE_STORE: rocksdict is not installed, the tables are kept in memory: a "
+                    "restart replays their whole changelogs (about 8-10 s per 100,000 throttle keys, "
+                    "README, Performance) and they hold the heap (~270 MB per million keys); "
+                    "pip install rocksdict, or set TOCSIN_TABLE_STORE=memory to say so")
+    return store
+
+
 def make_faust_app(s: Settings) -> faust.App:
     security = client_kwargs(s)  # TLS and SASL: the same for Faust's clients and ours
     # what Tocsin changes in Faust and aiokafka, each with what it buys (infra/faust_compat.py)
     faust_compat.install(s.background_fetch_max_wait_ms, s.kafka_bootstrap, security, s.kafka_embedded)
-    store = "memory://" if s.table_store == "memory" else "rocksdb://"
+    store = f"{table_store(s)}://"
     return faust.App(
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(security),
         store=store,
-        datadir=str((s.data_dir / "faust").resolve()),
+        # a directory of this worker's own: two workers on one machine share TOCSIN_DATA_DIR
+        datadir=str(claim_store_dir(s.data_dir)),
         topic_partitions=s.partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,

@@ -15,7 +15,7 @@ from tocsin.decisions.throttle import WindowState, alert_key
 from tocsin.schemas.codec import dumps
 from tocsin.streams.app import build
 
-RT = build(Settings(kafka_bootstrap="127.0.0.1:1"), record=False)
+RT = build(Settings(kafka_bootstrap="127.0.0.1:1", table_store="memory"), record=False)  # bytes, not the store
 TABLE = RT.tables.throttle
 
 
