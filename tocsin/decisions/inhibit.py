@@ -19,7 +19,11 @@ at its event time ``t`` by the first rule (in file order) such that
 A source fires whether or not it was notified (Alertmanager: whether or not it is silenced).
 It fires from a firing event until a resolve: an event with ``action = "resolve"`` of the
 same fingerprint, or a recovery naming it in ``resolves`` (``component_recovered`` resolves
-``component_unhealthy`` of the same entity).
+``component_unhealthy`` of the same entity), or an on-call's resolve/dismiss (``closed_facts``),
+and at most the rule's ``source_timeout_s`` after its last firing event.
+
+Bounded: ``forget`` drops the facts that can change no decision of an event at most
+``KEEP_LATE_S`` older than the newest fact.
 
 **Release**: a target inhibited at ``t0`` is released at the first time ``t >= t0`` at which
 it would not be inhibited any more (a source resolving), unless it resolved first: its last
