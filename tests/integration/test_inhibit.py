@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from tocsin.schemas import create_alert, dumps
+from tocsin.schemas.messages import LifecycleAction, LifecycleEvent
 
 from .harness import HttpReceiver, Stack, produce, read_topic
 from .test_pipeline import bucket_time
@@ -106,3 +107,34 @@ async def test_a_target_is_inhibited_while_its_source_fires_and_notified_when_it
         ("component_recovered", "bypass", "recovery bypasses the throttle"),
         ("order_rejected", "notify", f"released: {RULE}"),
     ]
+
+
+@pytest.mark.timeout(120)
+async def test_an_on_call_resolve_of_the_source_ends_its_inhibition(
+        stack: Stack, webhook: HttpReceiver, tmp_path: Path) -> None:
+    """A source resolved only by an on-call (a ``resolve`` on P.lifecycle, as the API and CLI
+    send it): the lifecycle agent makes its closing facts, the held target is released at the
+    resolve's time and a later target of its account is notified."""
+    routing = tmp_path / "routing.toml"
+    routing.write_text(ROUTING)
+    await stack.start_worker(TOCSIN_ROUTING_FILE=str(routing), TOCSIN_WEBHOOK_DEFAULT_URL=webhook.url)
+    down = f"acc-{uuid.uuid4().hex[:6]}-oncall"
+    alerts = stack.topic("alerts")
+    await produce(stack.bootstrap, alerts, [event("component_unhealthy", down, 0)])
+    await webhook.wait_for(lambda r: bool(delivered(webhook, "component_unhealthy", down)))
+    await produce(stack.bootstrap, alerts, [event("order_rejected", down, 10)])
+    facts = await read_topic(stack.bootstrap, stack.topic("inhibitions"), min_count=2, timeout=30)
+    assert {(f["value"]["kind"], f["value"]["firing"]) for f in facts} >= {("source", True), ("target", True)}
+    assert delivered(webhook, "order_rejected", down) == []
+
+    source_fp = f"component_unhealthy:{down}::"
+    resolve = LifecycleEvent(fingerprint=source_fp, action=LifecycleAction.RESOLVE, by="alice",
+                             at=bucket_time(20))
+    await produce(stack.bootstrap, stack.topic("lifecycle"), [(source_fp.encode(), dumps(resolve))])
+    await webhook.wait_for(lambda r: bool(delivered(webhook, "order_rejected", down)), timeout=30)
+    (released,) = delivered(webhook, "order_rejected", down)
+    assert released["event_timestamp"].replace("Z", "+00:00").startswith(bucket_time(20).isoformat()[:19])
+    assert released["details"]["inhibit_released"]["rule"] == RULE
+    facts = await read_topic(stack.bootstrap, stack.topic("inhibitions"), min_count=4, timeout=30)
+    assert {"source:" + source_fp, "target:" + source_fp} <= {f["value"]["kind"] + ":" + f["value"]["fingerprint"]
+                                                             for f in facts if f["value"]["made_by"] == str(resolve.event_id)}

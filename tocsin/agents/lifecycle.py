@@ -38,6 +38,7 @@ from ..core.tables import (
     status_index,
     sweep_interval,
 )
+from ..decisions.inhibit import closed_facts
 from ..decisions.retention import status_expiry
 from ..errors import OutboxStopped, RecordRefused
 from ..infra import faust_compat
@@ -223,6 +224,8 @@ def register(rt: Runtime) -> None:
 
     lifecycle_name = topics.lifecycle.get_topic_name()
     deliveries = {ch: t.get_topic_name() for ch, t in topics.deliveries.items()}
+    # an on-call's resolve/dismiss ends the fingerprint's inhibition as source and target (decisions/inhibit.py)
+    inhibitions = topics.inhibitions.get_topic_name() if topics.inhibitions is not None and rt.policy.inhibit_rules else None
 
     async def fold_batch(events: list[Any]) -> None:
         """Fold a batch into the table; its changelog records and implied resolves are on the
@@ -247,6 +250,11 @@ def register(rt: Runtime) -> None:
                 else:
                     event = LifecycleEvent.model_validate(decode(ev.value))
                     fp = event.fingerprint
+                    if (inhibitions is not None and event.by != "tocsin:recovery"  # a recovery's are made already
+                            and event.action in (LifecycleAction.RESOLVE, LifecycleAction.DISMISS)):
+                        for fact in closed_facts(fp, event.at, str(event.event_id)):
+                            out.append(record(inhibitions, fact.key, dumps(fact)))
+                            owners.append(ev)
                 current = folded[fp][0] if fp in folded else table.get(fp)
                 if isinstance(event, LifecycleEvent):  # an on-call action on a paged alert goes to PagerDuty
                     for cmd in pagerduty.relays(current, event):

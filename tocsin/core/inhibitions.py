@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from pydantic import ValidationError
 
-from ..decisions.inhibit import InhibitIndex, InhibitRule
+from ..decisions.inhibit import FORGET_EVERY, InhibitIndex, InhibitRule
 from ..schemas.codec import loads
 from ..schemas.inhibit import InhibitionFact
 from .follow import TopicView
@@ -47,6 +47,8 @@ class InhibitView(TopicView):
     def apply(self, fact: InhibitionFact) -> None:
         if self.index.apply(fact):
             self.facts += 1
+            if self.facts % FORGET_EVERY == 0:  # bounded: what can change no decision goes
+                self.index.forget()
 
     def take(self, partition: int, offset: int, value: bytes | None) -> None:
         try:

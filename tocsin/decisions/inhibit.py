@@ -19,7 +19,11 @@ at its event time ``t`` by the first rule (in file order) such that
 A source fires whether or not it was notified (Alertmanager: whether or not it is silenced).
 It fires from a firing event until a resolve: an event with ``action = "resolve"`` of the
 same fingerprint, or a recovery naming it in ``resolves`` (``component_recovered`` resolves
-``component_unhealthy`` of the same entity).
+``component_unhealthy`` of the same entity), or an on-call's resolve/dismiss (``closed_facts``),
+and at most the rule's ``source_timeout_s`` after its last firing event.
+
+Bounded: ``forget`` drops the facts that can change no decision of an event at most
+``KEEP_LATE_S`` older than the newest fact.
 
 **Release**: a target inhibited at ``t0`` is released at the first time ``t >= t0`` at which
 it would not be inhibited any more (a source resolving), unless it resolved first: its last
@@ -50,6 +54,15 @@ from .silence import labels_of, matches_all
 RELEASE_KEY = "inhibit_released"
 #: most changes kept per source (the oldest dropped first)
 CHANGES_MAX = 256
+#: a source with no firing event for this long stops inhibiting (a rule's ``source_timeout_s``):
+#: Alertmanager's resolve_timeout (5 min) assumes a source re-sent every minute; Tocsin's sources
+#: are events sent once per change (component_unhealthy), so a day
+SOURCE_TIMEOUT_S = 86_400.0
+#: how late (event time before the newest fact) an event is still decided as if nothing were
+#: forgotten: facts older than this plus the longest source timeout are forgotten
+KEEP_LATE_S = 86_400.0
+#: changes folded in between two ``forget`` sweeps (core/inhibitions.py)
+FORGET_EVERY = 4096
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,8 @@ class InhibitRule:
     source_matchers: tuple[SilenceMatcher, ...]
     target_matchers: tuple[SilenceMatcher, ...]
     equal: tuple[str, ...] = ()
+    #: a source whose last firing event is this old stops inhibiting under this rule
+    source_timeout_s: float = SOURCE_TIMEOUT_S
 
     def is_source(self, labels: Mapping[str, str]) -> bool:
         return matches_all(self.source_matchers, labels)
@@ -94,9 +109,21 @@ class Source:
             del self.changes[0]
         return True
 
-    def firing_at(self, t: float) -> bool:
+    def firing_at(self, t: float, timeout: float | None = None) -> bool:
+        """Whether its last change at or before ``t`` is a firing (every firing event is one),
+        less than ``timeout`` before ``t``."""
         i = bisect.bisect_right(self.changes, (t, True))
-        return i > 0 and not self.changes[i - 1][1]
+        if i == 0 or self.changes[i - 1][1]:
+            return False
+        return timeout is None or t < self.changes[i - 1][0] + timeout
+
+    def has(self, at: float, firing: bool) -> bool:
+        i = bisect.bisect_left(self.changes, (at, not firing))
+        return i < len(self.changes) and self.changes[i] == (at, not firing)
+
+    def prune(self, before: float) -> None:
+        """Drop the changes older than ``before``."""
+        del self.changes[:bisect.bisect_left(self.changes, (before, False))]
 
     def known(self) -> bool:
         return bool(self.changes)
@@ -130,6 +157,33 @@ class InhibitIndex:
         self.version = 0
         #: (type, alertname) -> whether some rule may take an alert of them as a source, as a target
         self._kinds: dict[tuple[str, str], tuple[bool, bool]] = {}
+        #: the newest fact's event time (what ``forget`` measures age from)
+        self.watermark = float("-inf")
+        self._longest = max((r.source_timeout_s for r in self.rules), default=0.0)
+
+    def cut(self) -> float:
+        """Facts about sources older than this change no decision of an event at most
+        ``KEEP_LATE_S`` older than the newest fact: a source's firing older than the cut
+        timed out before then, and its resolves end nothing that still fires."""
+        return self.watermark - KEEP_LATE_S - self._longest
+
+    def forget(self) -> int:
+        """Forget the source changes older than the cut (the sources left with none) and the
+        ended targets older than it; how many entries went. Changes no decision of an event at
+        most ``KEEP_LATE_S`` older than the newest fact (test_inhibit's property)."""
+        cut, gone = self.cut(), 0
+        for fp in list(self.sources):
+            s = self.sources[fp]
+            n = len(s.changes)
+            s.prune(cut)
+            gone += n - len(s.changes)
+            if not s.changes:
+                self._ungroup(fp, s.labels)
+                del self.sources[fp]
+        for fp in [fp for fp, t in self.targets.items() if not t.firing and t.at < cut]:
+            del self.targets[fp]
+            gone += 1
+        return gone
 
     def may_match(self, alert: AlertEvent) -> tuple[bool, bool]:
         """Whether some rule may take ``alert`` as a source, as a target, by its type and
@@ -161,6 +215,9 @@ class InhibitIndex:
 
     def _apply(self, fact: InhibitionFact) -> bool:
         at = fact.at.timestamp()
+        if fact.kind == "source" and at < self.cut():
+            return False  # too old to change a decision (forget)
+        self.watermark = max(self.watermark, at)
         if fact.kind == "source":
             s = self.sources.get(fact.fingerprint)
             if s is None:
@@ -180,6 +237,8 @@ class InhibitIndex:
         return True
 
     def _group(self, fp: str, labels: Mapping[str, str]) -> None:
+        if not labels:  # known only by a resolve (a lifecycle resolve): fires nothing
+            return
         for i, rule in enumerate(self.rules):
             if rule.is_source(labels):
                 self._groups[i].setdefault(rule.key(labels), set()).add(fp)
@@ -194,6 +253,11 @@ class InhibitIndex:
         s = self.sources.get(fp)
         return s.firing_at(t) if s is not None else None
 
+    def source_has(self, fp: str, t: float) -> bool:
+        """Whether source ``fp`` has a firing at ``t`` already (an event read again)."""
+        s = self.sources.get(fp)
+        return s is not None and s.has(t, True)
+
     def inhibited(self, labels: Mapping[str, str], fingerprint: str, t: float) -> Inhibition | None:
         """The inhibition of an alert (its labels and fingerprint) at event time ``t``, if any."""
         for i, rule in enumerate(self.rules):
@@ -203,7 +267,8 @@ class InhibitIndex:
             if not group:
                 continue
             two_sided = rule.is_source(labels)
-            firing = sorted(fp for fp in group if fp != fingerprint and self.sources[fp].firing_at(t)
+            timeout = rule.source_timeout_s
+            firing = sorted(fp for fp in group if fp != fingerprint and self.sources[fp].firing_at(t, timeout)
                             and not (two_sided and rule.is_target(self.sources[fp].labels)))
             if firing:
                 return Inhibition(rule.name, tuple(firing))
@@ -223,13 +288,16 @@ class InhibitIndex:
         if target is None or not target.firing or target.alert is None:
             return None
         labels = labels_of(target.alert)
-        candidates = {target.at}
+        # never earlier than what forgetting keeps exact (a timer far behind: released then)
+        start = max(target.at, self.watermark - KEEP_LATE_S)
+        candidates = {start}
         for i, rule in enumerate(self.rules):
             if rule.is_target(labels):
                 for fp in self._groups[i].get(rule.key(labels), ()):
-                    candidates.update(at for at, resolved in self.sources[fp].changes
-                                      if resolved and at > target.at)
-        for c in sorted(candidates):
+                    # its resolves, and the ends of its firings (source_timeout_s)
+                    candidates.update(at + rule.source_timeout_s * (not resolved)
+                                      for at, resolved in self.sources[fp].changes)
+        for c in sorted(c for c in candidates if c >= start):
             if self.inhibited(labels, fingerprint, c) is None:
                 return c
         return None
@@ -271,8 +339,9 @@ def step(index: InhibitIndex, event: AlertEvent, *, muted: bool = False,
         return NOT_INHIBITED  # the common case: no rule names its type
     labels = labels_of(event)
     facts: list[InhibitionFact] = []
-    # the sources' facts: a change only (a source firing again while it fires changes nothing)
-    if source and any(r.is_source(labels) for r in index.rules) and index.source_firing(fp, t) is not (not recovery):
+    # the sources' facts: every firing (the last one starts its timeout), a resolve of a firing one
+    if source and any(r.is_source(labels) for r in index.rules) and (
+            index.source_firing(fp, t) is not False if recovery else not index.source_has(fp, t)):
         facts.append(_fact("source", fp, event, not recovery, labels=labels))
     resolved = event.resolves if recovery and event.resolves and event.resolves != fp else None
     if resolved is not None and index.source_firing(resolved, t):
@@ -295,6 +364,13 @@ def step(index: InhibitIndex, event: AlertEvent, *, muted: bool = False,
     return Step(inhibition, tuple(facts), released_by)
 
 
+def closed_facts(fingerprint: str, at: dt.datetime, made_by: str) -> tuple[InhibitionFact, ...]:
+    """What an on-call's resolve or dismiss of ``fingerprint`` at ``at`` (``P.lifecycle``) makes:
+    as a source it resolved, as a held target it ended (not released later)."""
+    return tuple(InhibitionFact(kind=k, fingerprint=fingerprint, at=at, firing=False, made_by=made_by)
+                 for k in ("source", "target"))
+
+
 def release_event(alert: AlertEvent, at: float, rule: str | None) -> AlertEvent:
     """The event that releases an inhibited one at ``at``: the same alert at that time, with a
     new alert id derived from the old and ``at`` (a replay makes the same id), its ``details``
@@ -308,5 +384,5 @@ def release_event(alert: AlertEvent, at: float, rule: str | None) -> AlertEvent:
         "event_timestamp": when, "details": details})
 
 
-__all__ = ["CHANGES_MAX", "NOT_INHIBITED", "RELEASE_KEY", "InhibitIndex", "InhibitRule", "Inhibition", "Source",
+__all__ = ["CHANGES_MAX", "FORGET_EVERY", "KEEP_LATE_S", "NOT_INHIBITED", "SOURCE_TIMEOUT_S", "closed_facts", "RELEASE_KEY", "InhibitIndex", "InhibitRule", "Inhibition", "Source",
            "Step", "Target", "release_event", "step"]

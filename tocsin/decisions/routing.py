@@ -23,7 +23,7 @@ from .flapping import OFF as FLAP_OFF
 from .flapping import FlapFile, FlapSettings
 from .grouping import LABELS as GROUP_LABELS
 from .grouping import GroupRule
-from .inhibit import InhibitRule
+from .inhibit import SOURCE_TIMEOUT_S, InhibitRule
 from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
 from .preferences import Preferences, QuietHours, Recipient, Rule, zone
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
@@ -339,9 +339,11 @@ class InhibitRuleFile(Table):
     source_matchers: Matchers
     target_matchers: Matchers
     equal: tuple[Annotated[str, Strict()], ...] = Field(default=(), description="a list of label names")
+    source_timeout_s: float = Field(default=SOURCE_TIMEOUT_S, gt=0, le=365 * 86_400, description=(
+        "seconds after a source's last firing event at which it stops inhibiting, 0 < s <= 1 year"))
 
     def rule(self) -> InhibitRule:
-        return InhibitRule(self.name, self.source_matchers, self.target_matchers, self.equal)
+        return InhibitRule(self.name, self.source_matchers, self.target_matchers, self.equal, self.source_timeout_s)
 # ---------------------------------------------------------------- escalations (decisions/escalation.py)
 
 

@@ -5,6 +5,7 @@ any order" and "a recovery of a notified alert is never inhibited"."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from typing import Any
@@ -13,9 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.decisions.inhibit import RELEASE_KEY, InhibitIndex, InhibitRule, release_event, step
+from tocsin.decisions.inhibit import (
+    KEEP_LATE_S,
+    RELEASE_KEY,
+    InhibitIndex,
+    InhibitRule,
+    closed_facts,
+    release_event,
+    step,
+)
 from tocsin.decisions.routing import parse_policy, problems
-from tocsin.decisions.silence import parse_matcher
+from tocsin.decisions.silence import labels_of, parse_matcher
 from tocsin.schemas.alert import AlertEvent, create_alert
 from tocsin.schemas.inhibit import InhibitionFact
 
@@ -139,7 +148,8 @@ def test_recovery_of_notified_target_is_not_inhibited() -> None:
 FACT_CASES = [
     # events before, the event -> the (kind, fingerprint-type, firing) of its facts
     ("a source's first firing", [], ev("down", 0), [("source", "component_unhealthy", True)]),
-    ("firing again changes nothing", [ev("down", 0)], ev("down", 1), []),
+    ("firing again restarts its timeout", [ev("down", 0)], ev("down", 1), [("source", "component_unhealthy", True)]),
+    ("the same firing read again makes nothing", [ev("down", 0)], ev("down", 0), []),
     ("recovery resolves the source it names", [ev("down", 0)], ev("up", 2), [("source", "component_unhealthy", False)]),
     ("recovery of an unknown source makes nothing", [], ev("up", 2), []),
     ("an inhibited target", [ev("down", 0)], ev("rej", 1), [("target", "order_rejected", True)]),
@@ -162,10 +172,10 @@ def test_facts(before: list[AlertEvent], event: AlertEvent, want: list[tuple[str
 RELEASE_CASES = [
     # events -> when the target (order_rejected of A1) is released, in minutes (None: not)
     ("source resolves", [ev("down", 0), ev("rej", 1), ev("up", 5)], 5),
-    ("still firing", [ev("down", 0), ev("rej", 1)], None),
+    ("still firing: released when it times out (a day)", [ev("down", 0), ev("rej", 1)], 1440),
     ("target resolved first", [ev("down", 0), ev("rej", 1), ev("rej_ok", 2), ev("up", 5)], None),
     ("two sources: one resolving is not enough",
-     [ev("down", 0), ev("down", 0, fingerprint="component_unhealthy:db"), ev("rej", 1), ev("up", 5)], None),
+     [ev("down", 0), ev("down", 0, fingerprint="component_unhealthy:db"), ev("rej", 1), ev("up", 5)], 1440),
     ("resolve arrives before the target's record (late target)", [ev("down", 0), ev("up", 5), ev("rej", 1)], 5),
 ]
 
@@ -183,7 +193,7 @@ def test_release_with_two_sources_waits_for_both() -> None:
     db = dict(fingerprint="component_unhealthy:db")
     run(idx, [ev("down", 0), ev("down", 0, **db), ev("rej", 1),
               ev("down_ok", 5, fingerprint="component_unhealthy:db")])
-    assert idx.release_at("order_rejected:A1::") is None  # the entity one still fires
+    assert idx.release_at("order_rejected:A1::") == at(1440).timestamp()  # the entity one fires till it times out
     run(idx, [ev("up", 7)])
     assert idx.release_at("order_rejected:A1::") == at(7).timestamp()
 
@@ -330,3 +340,147 @@ def test_own_labels_may_rename_the_type() -> None:
         create_alert("am_alert", 1, "y", event_timestamp=at(1), account_id="A1", fingerprint="am:2",
                      details={"labels": {"alertname": "OrderRejected"}})])
     assert got == [(None, None), ("by alertname", None)]
+
+
+# ------------------------------------------------------------------ source timeout, on-call resolves, forgetting
+
+SHORT = InhibitRule("short", RULE.source_matchers, RULE.target_matchers, ("account_id",), source_timeout_s=600)
+S = SHORT.name
+
+TIMEOUT_CASES = [
+    # events (rule: the source stops inhibiting 10 minutes after its last firing) -> the rule inhibiting each
+    ("within the timeout", [ev("down", 0), ev("rej", 9)], [None, S]),
+    ("at the timeout: no longer", [ev("down", 0), ev("rej", 10)], [None, None]),
+    ("a firing again restarts it", [ev("down", 0), ev("down", 8), ev("rej", 15)], [None, None, S]),
+    ("a late firing again restarts it too", [ev("down", 8), ev("down", 0), ev("rej", 15)], [None, None, S]),
+    ("an older firing does not", [ev("down", 0), ev("rej", 12)], [None, None]),
+    ("fired again after timing out", [ev("down", 0), ev("rej", 12), ev("down", 20), ev("rej", 21)],
+     [None, None, None, S]),
+]
+
+
+@pytest.mark.parametrize(("events", "want"), [c[1:] for c in TIMEOUT_CASES], ids=[c[0] for c in TIMEOUT_CASES])
+def test_source_timeout(events: list[AlertEvent], want: list[str | None]) -> None:
+    assert [r for r, _ in run(InhibitIndex([SHORT]), events)] == want
+
+
+TIMEOUT_RELEASE_CASES = [
+    ("released when its source times out", [ev("down", 0), ev("rej", 1)], 10),
+    ("a firing again puts it off", [ev("down", 0), ev("rej", 1), ev("down", 6)], 16),
+    ("a resolve before the timeout releases then", [ev("down", 0), ev("rej", 1), ev("up", 4)], 4),
+]
+
+
+@pytest.mark.parametrize(("events", "want"), [c[1:] for c in TIMEOUT_RELEASE_CASES],
+                         ids=[c[0] for c in TIMEOUT_RELEASE_CASES])
+def test_release_on_timeout(events: list[AlertEvent], want: float) -> None:
+    idx = InhibitIndex([SHORT])
+    run(idx, events)
+    assert idx.release_at("order_rejected:A1::") == at(want).timestamp()
+
+
+def closed(idx: InhibitIndex, fp: str, minutes: float) -> None:
+    for f in closed_facts(fp, at(minutes), "oncall"):
+        idx.apply(f)
+
+
+CLOSED_CASES = [
+    # an on-call resolves (or dismisses) the source at minute 3 -> the target at minute 4
+    ("resolved by an on-call: no longer inhibits", [ev("down", 0)], 3, [ev("rej", 4)], [None]),
+    ("a target before the resolve still was", [ev("down", 0)], 3, [ev("rej", 2)], [R]),
+    ("fired again after the resolve", [ev("down", 0)], 3, [ev("down", 5), ev("rej", 6)], [None, R]),
+    ("the resolve read before the firing (any order)", [], 3, [ev("down", 0), ev("rej", 4)], [None, None]),
+]
+
+
+@pytest.mark.parametrize(("before", "when", "after", "want"), [c[1:] for c in CLOSED_CASES],
+                         ids=[c[0] for c in CLOSED_CASES])
+def test_on_call_resolve_of_a_source(before: list[AlertEvent], when: float, after: list[AlertEvent],
+                                     want: list[str | None]) -> None:
+    idx = InhibitIndex([RULE])
+    run(idx, before)
+    closed(idx, "component_unhealthy:A1::", when)
+    assert [r for r, _ in run(idx, after)] == want
+
+
+def test_on_call_resolve_releases_the_held_target_and_ends_a_resolved_one() -> None:
+    idx = InhibitIndex([RULE])
+    run(idx, [ev("down", 0), ev("rej", 1)])
+    closed(idx, "component_unhealthy:A1::", 3)
+    assert idx.release_at("order_rejected:A1::") == at(3).timestamp()
+    closed(idx, "order_rejected:A1::", 4)  # the held target itself resolved by the on-call: not released
+    assert idx.release_at("order_rejected:A1::") is None and not list(idx.pending())
+
+
+def test_forget_drops_what_can_change_nothing() -> None:
+    idx = InhibitIndex([SHORT])
+    run(idx, [ev("down", 0), ev("up", 1), ev("down", 0, account="A2"), ev("rej", 1, account="A2"),
+              ev("rej_ok", 2, account="A2")])
+    day = KEEP_LATE_S / 60
+    run(idx, [ev("down", day + 13, account="A3")])  # the watermark moves on
+    assert idx.forget() > 0
+    assert set(idx.sources) == {"component_unhealthy:A3::"} and not idx.targets
+    late = run(idx, [ev("down", 1)])  # older than the cut: ignored
+    assert late == [(None, None)] and set(idx.sources) == {"component_unhealthy:A3::"}
+
+
+queries_st = st.lists(st.tuples(st.sampled_from(["A1", "A2"]), st.integers(0, 40)), min_size=1, max_size=10)
+far_events_st = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 40), st.sampled_from(["A1", "A2"])),
+                         max_size=25).map(lambda xs: [ev(k, m * 5, a) for k, m, a in xs])
+
+
+@settings(max_examples=150, deadline=None)
+@given(far_events_st, st.randoms(use_true_random=False), queries_st)
+def test_forgetting_changes_no_decision(events: list[AlertEvent], rnd: random.Random,
+                                        queries: list[tuple[str, int]]) -> None:
+    """Facts folded in any order with ``forget`` at any point decide as the same facts never
+    forgotten, for every event at most KEEP_LATE_S older than the newest fact: who is inhibited,
+    which targets are pending, when they are released (short timeouts and a small KEEP_LATE_S
+    so that forgetting happens)."""
+    import tocsin.decisions.inhibit as inhibit
+
+    keep = inhibit.KEEP_LATE_S
+    inhibit.KEEP_LATE_S = 30 * 60
+    try:
+        rules = [SHORT, dataclasses.replace(TWO_SIDED, source_timeout_s=1200)]
+        facts = facts_of_rules(events, rules)
+        whole, forgetful = InhibitIndex(rules), InhibitIndex(rules)
+        for f in facts:
+            whole.apply(f)
+        shuffled = facts * 2
+        rnd.shuffle(shuffled)
+        for f in shuffled:
+            forgetful.apply(f)
+            if rnd.random() < 0.3:
+                forgetful.forget()
+        forgetful.forget()
+        floor = whole.watermark - inhibit.KEEP_LATE_S
+        for account, m in queries:
+            t = max(floor, T0.timestamp()) + m * 60
+            for e in (ev("rej", 0, account), ev("down", 0, account, severity=1)):
+                labels = labels_of(e)
+                assert whole.inhibited(labels, e.fingerprint, t) == forgetful.inhibited(labels, e.fingerprint, t)
+        assert state_pending(whole) == state_pending(forgetful)
+    finally:
+        inhibit.KEEP_LATE_S = keep
+
+
+def state_pending(idx: InhibitIndex) -> Any:
+    return {fp: (t.at, idx.release_at(fp)) for fp, t in idx.pending()}
+
+
+@settings(max_examples=100, deadline=None)
+@given(far_events_st, st.sampled_from(["up", "rej_ok", "down_ok"]), st.integers(0, 200))
+def test_recovery_of_a_notified_alert_is_never_inhibited_with_timeouts(events: list[AlertEvent], kind: str,
+                                                                       minute: int) -> None:
+    idx = InhibitIndex([SHORT])
+    run(idx, events)
+    idx.forget()
+    assert step(idx, ev(kind, minute), notified_firing=True).inhibition is None
+
+
+def test_routing_file_source_timeout() -> None:
+    base = {"name": "r", "source_matchers": ['type="a"'], "target_matchers": ['type="b"']}
+    assert parse_policy({"inhibit_rules": [base]}).inhibit_rules[0].source_timeout_s == 86_400
+    assert parse_policy({"inhibit_rules": [{**base, "source_timeout_s": 3600}]}).inhibit_rules[0].source_timeout_s == 3600
+    assert problems({"inhibit_rules": [{**base, "source_timeout_s": 0}]})
