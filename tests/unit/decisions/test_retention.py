@@ -263,3 +263,26 @@ def test_a_replay_with_sweeps_decides_the_same(policy: FlapPolicy, before: list[
                                                after: list[Any]) -> None:
     horizon = policy.window_s + policy.hold_s
     assert run(policy, before, gap, after, True, horizon) == run(policy, before, gap, after, True, horizon)
+
+
+# ------------------------------------------------------------------------- the sweeps' selection
+
+
+def test_expired_keys_deletes_only_owned_expired_keys() -> None:
+    """core/tables.expired_keys, as the escalations and flapping sweeps call it: past the
+    retention and of an owned partition, deleted and listed for its tombstone; the rest kept."""
+    from tocsin.core.tables import expired_keys
+
+    data: dict[str, Any] = {
+        "old-mine": FlapState(FR, (0.0,), seen=0.0).to_value(),
+        "old-theirs": FlapState(FR, (0.0,), seen=0.0).to_value(),
+        "new-mine": FlapState(FR, (1000.0,), seen=1000.0).to_value(),
+        "flapping-mine": FlapState(FR, (0.0,), since=0.0, last_change=0.0, seen=0.0).to_value(),
+    }
+    parts = {"old-mine": 0, "old-theirs": 1, "new-mine": 0, "flapping-mine": 0}
+    keys = expired_keys(data, lambda v: flap_expiry(FlapState.from_value(v), 1100.0, 150.0).expired, {0},
+                        parts.__getitem__)
+    assert keys == [("old-mine", 0)]
+    assert set(data) == {"old-theirs", "new-mine", "flapping-mine"}
+    assert expired_keys(data, lambda v: True, {0, 1}, parts.__getitem__, limit=2) == [("old-theirs", 1),
+                                                                                     ("new-mine", 0)]
