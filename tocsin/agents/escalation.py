@@ -23,14 +23,23 @@ decision id).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..core.tables import changelog_record, note_persisted
+from ..core.tables import (
+    changelog_record,
+    expired_keys,
+    note_persisted,
+    owned_partitions,
+    send_tombstones,
+    sweep_interval,
+)
 from ..decisions.escalation import (
     Action,
     ChainState,
@@ -46,6 +55,7 @@ from ..decisions.escalation import (
     step_key,
     timer_id,
 )
+from ..decisions.retention import MIN_ESCALATION_RETENTION_S, escalation_expiry
 from ..decisions.routing import Route, RoutingPolicy, default_failover
 from ..errors import OutboxStopped, RecordRefused
 from ..infra import faust_compat
@@ -60,6 +70,7 @@ from ..schemas.messages import (
     decision_record,
     delivery_id_for,
 )
+from .batches import partition_for_text
 from .common import decode, keep_bad
 from .outbox import Record, record
 from .runtime import Runtime
@@ -191,6 +202,9 @@ class Handler:
         self.deliveries = {ch: t.get_topic_name() for ch, t in rt.topics.deliveries.items()}
         self.enabled = set(rt.channels)
         self.policies = policies(rt)
+        #: a batch and a retention sweep, one at a time (a chain written in a batch is never
+        #: tombstoned after it; the sweep's tombstones are acknowledged before the next batch)
+        self.lock = asyncio.Lock()
 
     def state(self, folded: dict[str, tuple[ChainState, Any]], fp: str) -> ChainState | None:
         if fp in folded:
@@ -285,11 +299,58 @@ class Handler:
         note_persisted(self.table, acked)
 
 
+def chain_expired(handler: Handler, now_s: float) -> Any:
+    """The sweep's test of one ``escalations`` value (decisions/retention.escalation_expiry)."""
+    override = handler.rt.settings.escalation_retention_s
+
+    def expired(value: Any) -> bool:
+        state = ChainState.from_value(value)
+        if state is None:  # not a chain (nothing this version wrote): nothing decides with it
+            return True
+        return escalation_expiry(state, handler.policies.get(state.policy), now_s, override).expired
+
+    return expired
+
+
+async def sweep_chains(handler: Handler, now_s: float | None = None) -> int:
+    """Delete the chains past their retention (decisions/retention.py) of the partitions this
+    worker writes, with a tombstone on the changelog each; how many were tombstoned."""
+    rt, table = handler.rt, handler.table
+    owned = owned_partitions(rt.app, table.changelog_topic.get_topic_name())
+    n = rt.settings.partitions
+    expired = chain_expired(handler, time.time() if now_s is None else now_s)
+    sent = 0
+    while True:  # a chunk at a time, the event loop let go on between them
+        async with handler.lock:
+            keys = expired_keys(table.data, expired, owned, lambda k: partition_for_text(k, n))
+            sent += await send_tombstones(rt.app, table, keys)
+        if not keys:
+            break
+    if sent:
+        log.info("escalations: %d chains past their retention deleted", sent)
+    return sent
+
+
+def register_sweep(rt: Runtime, handler: Handler) -> None:
+    """The escalations table's retention: a timer deleting what ``sweep_chains`` finds."""
+    every = sweep_interval(rt.settings.escalation_retention_s or MIN_ESCALATION_RETENTION_S)
+
+    @rt.app.timer(every, name=f"{rt.settings.topic_prefix}.escalation_retention")
+    async def sweep_escalations() -> None:
+        if not rt.ready():
+            return
+        try:
+            await sweep_chains(handler)
+        except Exception:  # the next sweep tries again; a timer that raised would stop
+            log.exception("escalations: the retention sweep failed")
+
+
 def register(rt: Runtime) -> None:
     app, topics, s = rt.app, rt.topics, rt.settings
     source = app.topic(topics.escalations.get_topic_name(), topics.lifecycle.get_topic_name(),
                        key_serializer="raw", value_serializer="raw", partitions=s.partitions)
     handler = Handler(rt)
+    register_sweep(rt, handler)
 
     @app.agent(source, name=f"{s.topic_prefix}.escalation", concurrency=1)
     async def escalation(stream: Any) -> None:
@@ -298,7 +359,8 @@ def register(rt: Runtime) -> None:
             for ev in events:
                 ev.message.incref()
             try:
-                await handler.batch(events)
+                async with handler.lock:
+                    await handler.batch(events)
             except OutboxStopped as exc:
                 log.warning("escalation: %s", exc)
                 return

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..core.tables import expired_keys, owned_partitions, send_tombstones, sweep_interval
 from ..decisions.flapping import (
     FIRING,
     FlapPolicy,
+    FlapState,
     Kind,
     Settled,
     Timer,
@@ -39,6 +42,7 @@ from ..decisions.flapping import (
     state_of,
     timer_id,
 )
+from ..decisions.retention import flap_expiry, flap_horizon
 from ..decisions.throttle import bucket_of, decision_id_for
 from ..schemas.alert import AlertEvent, truncate_summary
 from ..schemas.codec import dumps, loads
@@ -50,9 +54,12 @@ from ..schemas.messages import (
     decision_record,
     delivery_id_for,
 )
+from .batches import partition_for_text
 
 if TYPE_CHECKING:
     from .batches import Outgoing
+    from .reader import PartitionReader
+    from .runtime import Runtime
     from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -184,3 +191,48 @@ class Flapping:
                                    window_start, suppressed, destinations, now)
         out.append((t.decisions_name, str(alert["fingerprint"]).encode(), dumps(decision), None))
         out.extend(commands)
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+async def sweep_flaps(rt: Runtime, lock: Any, now_s: float | None = None) -> int:
+    """Delete the flap states stable past the longest ``window_s + hold_s`` of the routing file
+    (decisions/retention.flap_expiry: deciding without one decides the same) of the partitions
+    this worker writes, with a tombstone on the changelog each, under the hot reader's ``lock``
+    (no batch between a delete and its tombstone); how many were tombstoned."""
+    flap = rt.tables.flapping
+    if flap is None:
+        return 0
+    table = flap.table
+    horizon = flap_horizon(rt.policy.flapping)
+    at = time.time() if now_s is None else now_s
+    owned = owned_partitions(rt.app, table.changelog_topic.get_topic_name())
+    n = rt.settings.partitions
+
+    def expired(value: Any) -> bool:
+        return flap_expiry(FlapState.from_value(value), at, horizon).expired
+
+    sent = 0
+    while True:  # a chunk at a time, the event loop let go on between them
+        async with lock:
+            keys = expired_keys(table.data, expired, owned, lambda k: partition_for_text(k, n))
+            sent += await send_tombstones(rt.app, table, keys)
+        if not keys:
+            break
+    if sent:
+        log.info("flapping: %d states stable past %g s deleted", sent, horizon)
+    return sent
+
+
+def register_sweep(rt: Runtime, reader: PartitionReader) -> None:
+    """The flapping table's retention: a timer deleting what ``sweep_flaps`` finds."""
+
+    @rt.app.timer(sweep_interval(flap_horizon(rt.policy.flapping)), name=f"{rt.settings.topic_prefix}.flap_retention")
+    async def sweep_flapping() -> None:
+        if not rt.ready():
+            return
+        try:
+            await sweep_flaps(rt, reader.lock)
+        except Exception:  # the next sweep tries again; a timer that raised would stop
+            log.exception("flapping: the retention sweep failed")

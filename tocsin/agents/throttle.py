@@ -67,6 +67,7 @@ from .batches import partition_for_text as partition_for
 from .digest import Digests
 from .escalation import Escalation
 from .flapping import Flapping
+from .flapping import register_sweep as register_flap_sweep
 from .grouping import Grouper
 from .inhibit import Inhibitor
 from .maintenance import Maintenance
@@ -483,4 +484,5 @@ def register(rt: Runtime) -> None:
     throttle_ = Throttle(rt)
     hot = (throttle_.alerts_name, throttle_.keyed_name)
     reader = HotReader(rt, throttle_, hot)
+    register_flap_sweep(rt, reader)  # the flapping table's retention (agents/flapping.py)
     reader.follow({f"{rt.settings.topic_prefix}.throttle": hot})

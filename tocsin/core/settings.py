@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # written: unset, throttle_expires_s + 2 days (the longest retry schedule is far shorter)
     status_retention_s: int = Field(default=7 * 86400, ge=1)
     delivery_state_retention_s: int | None = Field(default=None, ge=1)
+    # an escalation chain is forgotten this long after its last step; unset: per policy, twice
+    # its span + ack_timeout_s + an hour (decisions/retention.escalation_retention)
+    escalation_retention_s: int | None = Field(default=None, ge=1)
     # bounded input (schemas/validate.py): an alert message's value, before it is parsed, and
     # how far ahead of the worker's clock an event_timestamp may be (the past is not limited)
     max_message_bytes: int = Field(default=65_536, ge=1024, le=64 << 20)

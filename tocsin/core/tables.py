@@ -11,7 +11,8 @@ worker restores it and decides exactly as before.
 | flapping      | fingerprint (a recovery's: the one it resolves) | flap state: last state, recent change times, the episode | plain (only fingerprints that changed state) |
 
 Neither the status nor the delivery table grows for ever: the sweeps of the lifecycle and
-delivery agents delete what is past its retention (decisions/retention.py) with a tombstone
+delivery agents delete (and those of the escalation agent and the throttle's flap detection, for
+the escalations and flapping tables: ``expired_keys``) what is past its retention (decisions/retention.py) with a tombstone
 on the changelog (a null value), which compaction keeps as the key's last word and recovery
 applies as a delete; both changelogs are compacted (``cleanup.policy=compact``, Faust's for
 a plain table). Each worker deletes only the keys of the partitions it writes.
@@ -27,7 +28,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
@@ -449,6 +450,23 @@ class DeliveriesTable(Table):
 
 #: keys a sweep deletes before it lets the event loop go on (and sends their tombstones)
 SWEEP_CHUNK = 5_000
+
+
+def expired_keys(data: Any, expired: Callable[[Any], bool], owned: set[int], partition_of: Callable[[str], int],
+                 limit: int = SWEEP_CHUNK) -> list[tuple[str, int]]:
+    """Delete from ``data`` (a plain table's store, keyed by fingerprint) the keys of the
+    ``owned`` partitions whose value ``expired`` says is past its retention, at most ``limit``;
+    the (key, partition) of each, for its tombstone. (The escalations and flapping sweeps.)"""
+    out: list[tuple[str, int]] = []
+    for key, value in list(data.items()):
+        partition = partition_of(key)
+        if partition not in owned or not expired(value):
+            continue
+        del data[key]
+        out.append((key, partition))
+        if len(out) >= limit:
+            break
+    return out
 
 
 async def sweep_deliveries(app: Any, table: Any, now: float | None = None) -> int:

@@ -24,6 +24,11 @@ while flapping settles it when no event comes. A timer names the change it was s
 (``since``, ``last_change``); one whose change is no longer the last is stale and does nothing,
 so a timer repeated after a restart, or arriving after the next event settled it, is harmless.
 
+Forgetting: a state that is not flapping and has had no event for ``window_s + hold_s`` is
+decided as no state at all (``quiet_for``): a fingerprint quiet that long starts afresh, as a new
+one does (its first firing is no change). So the retention sweep may delete it and a later
+decision is the same with it or without it (tests/unit/decisions/test_retention.py).
+
 The rule for recoveries: a recovery is never muted *silently*. Not flapping, it goes on to the
 throttle (which bypasses it). At the crossing it is the ``flapping`` notification itself.
 While flapping it is recorded (``flapping``, suppressed) and the episode ends with one settled
@@ -230,6 +235,8 @@ def decide(state: FlapState | None, new: str, ts: float, policy: FlapPolicy,
 
     ``alert`` (the event, JSON-mode) is kept while flapping for the settled notification;
     ``alert_id`` tells a re-consumed crossing event (notified again) from another event."""
+    if state is not None and quiet_for(state, ts, policy):
+        state = None  # stable past window_s + hold_s: decided as a fingerprint never seen (forgettable)
     if state is None and new == FIRING:  # the common case, kept cheap: nothing to keep
         return _STABLE
     s = state or FlapState()
@@ -266,6 +273,25 @@ def decide(state: FlapState | None, new: str, ts: float, policy: FlapPolicy,
 
 
 _STABLE = FlapVerdict(Kind.PASS, "stable", None)
+
+
+def quiet_for(state: FlapState, ts: float, policy: FlapPolicy) -> bool:
+    """Whether ``state`` (not flapping) is stable at ``ts`` for ``window_s + hold_s`` since its
+    newest event: then no change of it is in any window any more and ``decide`` treats it as no
+    state (a fingerprint never seen), so forgetting it (the retention sweep,
+    decisions/retention.flap_expiry) changes no later decision."""
+    if state.flapping:
+        return False
+    newest = newest_of(state)
+    return newest is not None and ts >= newest + policy.window_s + policy.hold_s
+
+
+def newest_of(state: FlapState) -> float | None:
+    """The event time of the newest event a state knows (``seen``; before it was kept, its
+    newest change)."""
+    if state.seen is not None:
+        return state.seen
+    return max(state.changes) if state.changes else None
 
 
 def decide_timer(state: FlapState | None, timer: Timer, policy: FlapPolicy) -> tuple[Settled | None, FlapState | None]:
