@@ -137,6 +137,24 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
             gc.freeze()
         rt.started = True
 
+    @app.task
+    async def _tasks_on_sigusr1() -> None:
+        # an operator's view of a worker that seems stuck: `kill -USR1 <pid>` logs every task of
+        # the event loop with where it waits (py-spy shows threads, not what coroutines await)
+        import asyncio
+        import signal
+
+        def dump() -> None:
+            tasks = asyncio.all_tasks()
+            log.warning("SIGUSR1: %d tasks", len(tasks))
+            for t in tasks:
+                frames = t.get_stack(limit=12)
+                where = " <- ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno})"
+                                    for f in reversed(frames))
+                log.warning("task %s: %s", t.get_name(), where or "(not started or done)")
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
     @app.timer(interval=1.0)
     async def _mark_started() -> None:
         if app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
