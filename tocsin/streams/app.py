@@ -148,10 +148,14 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
             tasks = asyncio.all_tasks()
             log.warning("SIGUSR1: %d tasks", len(tasks))
             for t in tasks:
-                frames = t.get_stack(limit=12)
-                where = " <- ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno})"
-                                    for f in reversed(frames))
-                log.warning("task %s: %s", t.get_name(), where or "(not started or done)")
+                chain, coro = [], t.get_coro()
+                while coro is not None and len(chain) < 16:  # what each coroutine awaits, outermost first
+                    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                    if frame is not None:
+                        chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}:"
+                                     f"{frame.f_lineno})")
+                    coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                log.warning("task %s: %s", t.get_name(), " -> ".join(chain) or "(not started or done)")
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
