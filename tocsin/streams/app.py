@@ -148,7 +148,8 @@ def build(settings: Settings, *, record: bool | None = None) -> Runtime:
             tasks = asyncio.all_tasks()
             log.warning("SIGUSR1: %d tasks", len(tasks))
             for t in tasks:
-                chain, coro = [], t.get_coro()
+                chain: list[str] = []
+                coro: Any = t.get_coro()
                 while coro is not None and len(chain) < 16:  # what each coroutine awaits, outermost first
                     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
                     if frame is not None:
