@@ -28,17 +28,15 @@ import orjson
 from pydantic import ValidationError
 
 from ..agents.runtime import Runtime
-from ..core.follow import READ_BACK_TIMEOUT_S, follow
+from ..core.follow import follow
 from ..core.preferences import PreferenceView, version_message
 from ..decisions.config_model import describe
 from ..decisions.preferences import Preferences, Recipient, Rule
 from ..decisions.routing import PreferencesFile, check_preferences
+from . import versions
 from .answers import json_answer
 
 log = logging.getLogger(__name__)
-
-#: longest a request waits for the view to have read the topic (a worker just started)
-LOADING_WAIT_S = 10.0
 
 
 def utcnow() -> dt.datetime:
@@ -99,20 +97,10 @@ def register(rt: Runtime) -> None:
         await follow(view, rt.settings, lambda: bool(app.should_stop))
 
     async def unavailable() -> Any | None:
-        if not view.loaded.is_set():
-            try:
-                await asyncio.wait_for(view.loaded.wait(), LOADING_WAIT_S)
-            except TimeoutError:
-                return json_answer({"error": f"preferences are still being read from {topic}"}, 503)
-        return None
+        return await versions.unavailable(view, {"error": f"preferences are still being read from {topic}"})
 
     async def publish(name: str, prefs: PreferencesFile | None) -> None:
-        fut = await app.producer.send(topic, name.encode(), version_message(name, utcnow(), "api", prefs),
-                                      None, None, None)
-        meta = await fut
-        if not await view.read_back(meta.partition, meta.offset):
-            log.warning("preferences: %s@%s/%s not read back within %.0fs", topic, meta.partition, meta.offset,
-                        READ_BACK_TIMEOUT_S)
+        await versions.publish(app.producer, view, name.encode(), version_message(name, utcnow(), "api", prefs))
 
     def one(name: str) -> dict[str, Any]:
         return shown(recipients[name], view.current(name))
