@@ -22,8 +22,10 @@ same fingerprint, or a recovery naming it in ``resolves`` (``component_recovered
 ``component_unhealthy`` of the same entity), or an on-call's resolve/dismiss (``closed_facts``),
 and at most the rule's ``source_timeout_s`` after its last firing event.
 
-Bounded: ``forget`` drops the facts that can change no decision of an event at most
-``KEEP_LATE_S`` older than the newest fact.
+Bounded: ``forget`` drops the source facts that can change no decision of an event at most
+``KEEP_LATE_S`` older than the newest fact; targets it keeps, ended ones too (an ended target's
+entry is what keeps a late-read firing fact of it from holding it again), so they grow with the
+fingerprints ever inhibited, one small entry each.
 
 **Release**: a target inhibited at ``t0`` is released at the first time ``t >= t0`` at which
 it would not be inhibited any more (a source resolving), unless it resolved first: its last
@@ -168,9 +170,17 @@ class InhibitIndex:
         return self.watermark - KEEP_LATE_S - self._longest
 
     def forget(self) -> int:
-        """Forget the source changes older than the cut (the sources left with none) and the
-        ended targets older than it; how many entries went. Changes no decision of an event at
-        most ``KEEP_LATE_S`` older than the newest fact (test_inhibit's property)."""
+        """Forget the source changes older than the cut (and the sources left with none); how
+        many entries went. Changes no decision of an event at most ``KEEP_LATE_S`` older than
+        the newest fact (test_inhibit's property).
+
+        Targets are not forgotten (conservative): a target's fact older than the cut may still
+        be read after it (facts fold in any order: the throttle's own facts read back from the
+        topic, a fact read twice), and a held target is pending however old its firing is. An
+        ended target's entry is what says that such a firing fact, read late, is over: forgotten,
+        the fact would hold the target again and it would be released (notified) although it
+        had resolved. So the ended targets stay, one small entry per fingerprint ever inhibited
+        (no alert kept: the fact that ended it has none)."""
         cut, gone = self.cut(), 0
         for fp in list(self.sources):
             s = self.sources[fp]
@@ -180,9 +190,6 @@ class InhibitIndex:
             if not s.changes:
                 self._ungroup(fp, s.labels)
                 del self.sources[fp]
-        for fp in [fp for fp, t in self.targets.items() if not t.firing and t.at < cut]:
-            del self.targets[fp]
-            gone += 1
         return gone
 
     def may_match(self, alert: AlertEvent) -> tuple[bool, bool]:

@@ -419,9 +419,23 @@ def test_forget_drops_what_can_change_nothing() -> None:
     day = KEEP_LATE_S / 60
     run(idx, [ev("down", day + 13, account="A3")])  # the watermark moves on
     assert idx.forget() > 0
-    assert set(idx.sources) == {"component_unhealthy:A3::"} and not idx.targets
+    assert set(idx.sources) == {"component_unhealthy:A3::"} and not list(idx.pending())
     late = run(idx, [ev("down", 1)])  # older than the cut: ignored
     assert late == [(None, None)] and set(idx.sources) == {"component_unhealthy:A3::"}
+
+
+def test_forget_keeps_an_ended_target_so_its_firing_read_late_holds_nothing() -> None:
+    """A held target that ended long ago: its firing fact read again after a forget (the
+    throttle's own fact read back, a fact read twice) must not hold it again (it would be
+    released, notified, although it resolved)."""
+    idx = InhibitIndex([SHORT])
+    before = facts_of_rules([ev("down", 0), ev("rej", 1), ev("rej_ok", 2)], [SHORT])
+    for f in before:
+        idx.apply(f)
+    run(idx, [ev("down", KEEP_LATE_S / 60 + 60, account="A3")])  # the watermark moves on
+    idx.forget()
+    held = next(f for f in before if f.kind == "target" and f.firing)
+    assert not idx.apply(held) and not list(idx.pending())
 
 
 queries_st = st.lists(st.tuples(st.sampled_from(["A1", "A2"]), st.integers(0, 40)), min_size=1, max_size=10)
