@@ -11,7 +11,6 @@ attempt), attempts that never left Tocsin (not in the latency).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,8 @@ from tocsin.infra.clickhouse.queries import (
     run_query,
 )
 from tocsin.infra.clickhouse.store import Store
+
+from .test_clickhouse_queries import interp
 
 pytestmark = pytest.mark.integration
 
@@ -99,15 +100,6 @@ def loaded(shared_store: Store) -> Iterator[Store]:
 def q(store: Store, name: str, **params: Any) -> list[tuple[Any, ...]]:
     rows = as_dicts(*run_query(store, name, NOW, **params))
     return [tuple(r.values()) for r in rows]
-
-
-def interp(values: list[float], level: float) -> float:
-    """Linear interpolation between closest ranks, as ClickHouse `quantiles` does."""
-    s = sorted(values)
-    pos = level * (len(s) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return round(s[lo] + (s[hi] - s[lo]) * (pos - lo), 3)
 
 
 ALERT_CASES = [

@@ -36,10 +36,9 @@ from faust.types import TP
 
 from ..core import metrics
 from ..core.silences import wait_loaded
-from ..decisions import preferences
 from ..decisions.backoff import Backoff, Failure, retry
 from ..decisions.maintenance import muted_verdict
-from ..decisions.routing import route, route_to
+from ..decisions.routing import preferred, route
 from ..decisions.silence import silenced_by
 from ..decisions.throttle import decide, decision_id_for
 from ..decisions.windows import (
@@ -255,14 +254,9 @@ class Throttle:
         """``routes`` as the recipients' preferences leave them at the event's time
         (decisions/preferences.py), and why they changed ("" when they did not)."""
         view = self.rt.preferences
-        applied = preferences.apply([r.destination for r in routes], self.rt.policy.recipients, event.severity,
-                                    event.type, event.event_timestamp, is_recovery=event.is_recovery,
-                                    enabled=self.enabled, versions=view.versions if view is not None else None)
-        if not applied.changes:
-            return routes, ""
-        by_name = {r.destination: r for r in routes}
-        return ([by_name.get(d) or route_to(d, self.rt.policy, self.enabled) for d in applied.destinations],
-                applied.reason)
+        return preferred(routes, self.rt.policy, event.severity, event.type, event.event_timestamp,
+                         is_recovery=event.is_recovery, enabled=self.enabled,
+                         versions=view.versions if view is not None else None)
 
     def silenced(self, event: AlertEvent) -> str | None:
         """The silence muting ``event`` at its event time, if any (core/silences.py)."""

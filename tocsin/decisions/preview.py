@@ -22,12 +22,11 @@ from typing import Any
 from ..schemas.alert import AlertEvent
 from ..schemas.messages import Outcome, command_record, decision_record, delivery_id_for
 from ..schemas.silence import Silence
-from . import preferences
 from .escalation import select
 from .grouping import group_key, rule_for
 from .maintenance import muted_by as maintenance_muted_by
 from .maintenance import muted_verdict
-from .routing import ReceiverPolicy, Route, RoutingPolicy, default_failover, route, route_to
+from .routing import ReceiverPolicy, Route, RoutingPolicy, default_failover, preferred, route
 from .silence import SilenceIndex, current, labels_of
 from .throttle import Verdict, decide, decision_id_for
 from .windows import wants_digest, window_for, window_tag
@@ -117,12 +116,10 @@ def preview(event: AlertEvent, policy: RoutingPolicy, enabled: Iterable[str], wi
     routes = route(event.severity, event.type, policy, enabled_set)
     reason = verdict.reason
     if policy.recipients:  # as the throttle applies them (the routing file's; not the API's)
-        applied = preferences.apply([r.destination for r in routes], policy.recipients, event.severity, event.type,
-                                    event.event_timestamp, is_recovery=event.is_recovery, enabled=enabled_set)
-        if applied.changes:
-            by_name = {r.destination: r for r in routes}
-            routes = [by_name.get(d) or route_to(d, policy, enabled_set) for d in applied.destinations]
-            reason = f"{reason}; {applied.reason}" if verdict.notifies else reason
+        routes, said = preferred(routes, policy, event.severity, event.type, event.event_timestamp,
+                                 is_recovery=event.is_recovery, enabled=enabled_set)
+        if said and verdict.notifies:
+            reason = f"{reason}; {said}"
     for r in routes:
         rp = policy.policy_for(r.receiver)
         chain = rp.failover if rp.failover is not None else default_failover(r.destination)

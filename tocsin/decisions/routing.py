@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +25,8 @@ from .grouping import LABELS as GROUP_LABELS
 from .grouping import GroupRule
 from .inhibit import SOURCE_TIMEOUT_S, InhibitRule
 from .maintenance import NO_MAINTENANCE, MaintenanceFile, MaintenancePolicy, maintenance_policy
-from .preferences import Preferences, QuietHours, Recipient, Rule, zone
+from .preferences import Preferences, QuietHours, Recipient, Rule, Version, zone
+from .preferences import apply as apply_preferences
 from .retry import DEFAULT_BACKOFF_S, DEFAULT_MAX_AGE_S, DEFAULT_SLOW_BACKOFF_S
 from .silence import InvalidSilence, parse_matcher
 from .timeinterval import NamedIntervalFile, named_intervals
@@ -588,6 +589,20 @@ def route(
     if not wanted:
         wanted.append("console:default")
     return [route_to(name, policy, enabled_set) for name in wanted]
+
+
+def preferred(routes: list[Route], policy: RoutingPolicy, severity: int, alert_type: str, at: dt.datetime, *,
+              is_recovery: bool, enabled: Iterable[str],
+              versions: Mapping[str, Sequence[Version]] | None = None) -> tuple[list[Route], str]:
+    """``routes`` as the recipients' preferences leave them at event time ``at``
+    (decisions/preferences.py; ``versions``: people's changes through the API), and why they
+    changed ("" when they did not). A destination an opt-in adds gets its receiver's route."""
+    applied = apply_preferences([r.destination for r in routes], policy.recipients, severity, alert_type, at,
+                                is_recovery=is_recovery, enabled=enabled, versions=versions)
+    if not applied.changes:
+        return routes, ""
+    by_name = {r.destination: r for r in routes}
+    return [by_name.get(d) or route_to(d, policy, enabled) for d in applied.destinations], applied.reason
 
 
 def route_to(name: str, policy: RoutingPolicy, enabled: Iterable[str]) -> Route:
