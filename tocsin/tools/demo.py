@@ -93,10 +93,10 @@ changes = 3
 window_s = 300
 hold_s = 30
 
-[[time_intervals]]                   # the demo's maintenance window: this hour and the next
+[[time_intervals]]                   # the demo's maintenance window: this hour and the next (its batch failures)
 name = "demo-maintenance"
 [[time_intervals.time_intervals]]
-times = [{{ start_time = "{maint_start}", end_time = "{maint_end}" }}]
+times = [{maint_times}]
 
 [[maintenance]]
 time_intervals = ["demo-maintenance"]
@@ -118,9 +118,11 @@ def routing(path: str, now: dt.datetime) -> str:
     start = (now - dt.timedelta(hours=1)).astimezone(dt.UTC)
     end = (now + dt.timedelta(hours=2)).astimezone(dt.UTC)
     hour = now.astimezone(dt.UTC).hour
-    maint_end = "24:00" if hour >= 22 else f"{hour + 2:02d}:00"  # a range may not wrap past midnight
+    # this hour and the next; a range may not wrap past midnight: what falls after it, a second range
+    ranges = [(hour, min(hour + 2, 24))] + ([(0, hour + 2 - 24)] if hour + 2 > 24 else [])
+    maint_times = ", ".join(f'{{ start_time = "{a:02d}:00", end_time = "{b:02d}:00" }}' for a, b in ranges)
     return ROUTING.format(path=path, quiet_start=f"{start:%H}:00", quiet_end=f"{end:%H}:00",
-                          maint_start=f"{hour:02d}:00", maint_end=maint_end)
+                          maint_times=maint_times)
 
 
 @dataclass(frozen=True, slots=True)

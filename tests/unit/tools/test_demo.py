@@ -54,3 +54,12 @@ def test_the_routing_routes_the_script_as_promised() -> None:
     assert "escalation 'kill' unless acknowledged or resolved: after 0 s to webhook:oncall; after 15 s to webhook:lead" \
         in noise["kill_switch_activated"]
     assert noise["daily_loss_limit"] == ""  # nothing but her preferences
+
+
+def test_the_maintenance_window_holds_across_midnight() -> None:
+    """A demo started a moment before midnight: its batch failure, sent after midnight, is muted."""
+    start = dt.datetime(2026, 12, 7, 23, 59, 50, tzinfo=dt.UTC)
+    policy = parse_policy(tomllib.loads(routing("/x/demo-routing.toml", start)))
+    failure = next(s.event for s in script(start) if s.event.type == "batch_job_failed")
+    assert failure.event_timestamp.day == 8
+    assert preview(failure, policy, ENABLED, 600, start).decision["outcome"] == "muted"
