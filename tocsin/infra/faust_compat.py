@@ -18,6 +18,8 @@ Patches::
     AIOKafkaConsumerThread._create_worker_consumer
       + AIOKafkaConsumer._fetch_max_wait_ms      worker_fetch_max_wait
     AIOKafkaConsumerThread._highwaters           true_highwaters (embedded broker only)
+    Fetcher._proc_fetch_request
+      + Fetcher._fetch_max_wait_ms, ._records    starved_fetch_wait
     Consumer.resume_partitions
       + AIOKafkaConsumerThread.verify_event_path keep_paused
 
@@ -120,6 +122,7 @@ def install(fetch_max_wait_ms: int, bootstrap: str, security: Mapping[str, Any],
     roomier_producer_buffer()
     worker_fetch_max_wait(fetch_max_wait_ms)
     true_highwaters(bootstrap, security, embedded)
+    starved_fetch_wait()
 
 
 @types.coroutine
@@ -212,6 +215,67 @@ def worker_fetch_max_wait(fetch_max_wait_ms: int) -> None:
         return _create_worker_consumer
 
     _patch(AIOKafkaConsumerThread, "_create_worker_consumer", make)
+
+
+def starved_fetch_wait() -> None:
+    """``Fetcher._proc_fetch_request`` (every aiokafka consumer's fetcher in the process):
+    after each fetch response, whether it was *starved* (no partition came back with records
+    while the broker's high watermark of one lies past the offset fetched), and the fetcher's
+    ``_fetch_max_wait_ms`` for its next fetch as ``infra/fetchwait.FetchWait`` decides it.
+
+    Buys: Tansu's memory storage answers a fetch with what it listed of the partition before
+    the fetch's wait ran out; once a partition holds more record batches than it lists in the
+    wait, a consumer at its end was never answered again, and the worker stalled with its
+    records on the broker (the soak's stall after 55,000–75,000 alerts, #19). The starved
+    fetcher's wait doubles until the broker answers (and halves back after 30 s without a
+    starved response). Against Kafka no fetch is ever starved and nothing changes."""
+    import time
+
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.structs import TopicPartition
+
+    from .fetchwait import FetchWait
+
+    def starved(fetcher: Any, assignment: Any, request: Any, since_ms: int) -> bool:
+        if not assignment.active:
+            return False
+        lagging = False
+        for topic, partitions in request.topics:
+            for part in partitions:
+                tp = TopicPartition(topic, part[0])
+                if tp in fetcher._records:  # noqa: SLF001
+                    return False  # the broker answered with records
+                state = assignment.state_value(tp)
+                if state is None or not state.has_valid_position or state.position != part[1]:
+                    continue
+                # answered in this response (timestamp) with its high watermark past the offset
+                if (state.timestamp or 0) >= since_ms and (state.highwater or 0) > part[1]:
+                    lagging = True
+        return lagging
+
+    def make(original: Any) -> Any:
+        async def _proc_fetch_request(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
+            since_ms = int(1000 * time.time())
+            result = await original(self, assignment, node_id, request)
+            wait = self.__dict__.get("_tocsin_wait")
+            if wait is None:
+                wait = self._tocsin_wait = FetchWait(self._fetch_max_wait_ms)
+            before = wait.wait_ms
+            after = wait.observe(starved(self, assignment, request, since_ms), time.monotonic())
+            if after != before:
+                self._fetch_max_wait_ms = after
+                if after > before:
+                    log.warning("fetches came back empty with records waiting past the position (a broker "
+                                "answering only what it lists within the fetch's wait: the embedded broker as "
+                                "its partitions fill); this consumer's fetch wait is now %d ms", after)
+                else:
+                    log.info("no starved fetch for %.0f s: this consumer's fetch wait is back to %d ms",
+                             wait.decay_s, after)
+            return result
+
+        return _proc_fetch_request
+
+    _patch(Fetcher, "_proc_fetch_request", make)
 
 
 #: the cluster id the embedded broker answers with (Tansu's default): how a worker left to

@@ -330,3 +330,36 @@ def test_the_public_apis_used_instead_of_private_ones() -> None:
     assert params(AIOKafkaConsumer.position) == ["self", "partition"]
     assert params(AIOKafkaProducer.send_batch) == ["self", "batch", "topic", "partition"]
     assert params(AIOKafkaProducer.create_batch) == ["self"]
+
+
+def test_the_fetch_response_handler_is_what_starved_fetch_wait_wraps() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    library = faust_compat._ORIGINALS.get((Fetcher, "_proc_fetch_request"), Fetcher.__dict__["_proc_fetch_request"])
+    assert params(library) == ["self", "assignment", "node_id", "request"]
+    src = source(library)
+    # a partition answered without error gets its high watermark and the answer's time
+    assert "tp_state.highwater = highwater" in src and "tp_state.timestamp = now_ms" in src
+    assert "now_ms = int(1000 * time.time())" in src
+    # records go to the fetcher's buffer, keyed by partition
+    assert "self._records[tp] = FetchResult(" in src
+    # the wait is read from the fetcher for every request it builds
+    assert "self._fetch_max_wait_ms" in source(Fetcher._get_actions_per_node)
+    init = source(TopicPartitionState.__init__)
+    assert "self.highwater = None" in init and "self.timestamp = None" in init
+    assert isinstance(TopicPartitionState.has_valid_position, property)
+
+
+def test_starved_fetch_wait_wraps_the_library_function() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+
+    library = faust_compat._ORIGINALS.get((Fetcher, "_proc_fetch_request"), Fetcher.__dict__["_proc_fetch_request"])
+    try:
+        faust_compat.starved_fetch_wait()
+        faust_compat.starved_fetch_wait()  # twice: still one wrapper around the library's
+        assert Fetcher.__dict__["_proc_fetch_request"] is not library
+        assert faust_compat._ORIGINALS[(Fetcher, "_proc_fetch_request")] is library
+    finally:
+        faust_compat._unpatch(Fetcher, "_proc_fetch_request")
+    assert Fetcher.__dict__["_proc_fetch_request"] is library
