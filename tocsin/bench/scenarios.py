@@ -689,11 +689,12 @@ async def recovery(keys: int, log: Log, tmp: Path, *, first_start: bool = False,
 
 async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
                   recovery_memory: bool = True, soak_minutes: float = 30.0,
-                  soak_rate: int = 100) -> dict[str, Result]:
+                  soak_rate: int = 100, latency_seconds: float | None = None) -> dict[str, Result]:
     """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
     keys (default 100,000 quick, a million full); ``recovery_memory``: time the memory store's
     replay too. The soak runs only when named in ``only`` (``soak_minutes`` at ``soak_rate``
-    alerts a second)."""
+    alerts a second). ``latency_seconds``: each latency run's measured seconds (5 quick, 60
+    full: the issue's minute at 1,000 alerts a second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -705,7 +706,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
         results.update(await pipeline(50_000 if quick else n, log, tmp))
     if want("latency"):
         results.update(await latency([(100, "webhook"), (1000, "webhook"), (1000, "default")],
-                                     5.0 if quick else 20.0, log, tmp))
+                                     latency_seconds or (5.0 if quick else 60.0), log, tmp))
     if want("delivery"):
         results.update(await delivery(5_000 if quick else 20_000, log, tmp))
     if want("recording"):

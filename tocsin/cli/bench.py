@@ -29,6 +29,9 @@ def bench(
     rocksdb_only: bool = typer.Option(False, "--recovery-rocksdb-only",
                                       help="recovery: time the RocksDB store's restart only, against an empty "
                                            "start (no replay of the changelog into the memory store)"),
+    latency_seconds: float = typer.Option(None, "--latency-seconds", min=1.0,
+                                          help="each latency run's measured seconds (default 5 with --quick, "
+                                               "else 60)"),
     soak_minutes: float = typer.Option(30.0, "--soak-minutes", min=0.05, help="how long the soak runs"),
     soak_rate: int = typer.Option(100, "--soak-rate", min=1, help="alerts a second during the soak"),
 ) -> None:
@@ -43,7 +46,7 @@ def bench(
     err = Console(stderr=True)
     results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None,
                                   keys=keys, recovery_memory=not rocksdb_only, soak_minutes=soak_minutes,
-                                  soak_rate=soak_rate))
+                                  soak_rate=soak_rate, latency_seconds=latency_seconds))
     table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
                         f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
     for col in ("scenario", "value", "baseline", "ratio", "unit"):

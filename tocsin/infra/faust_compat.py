@@ -264,13 +264,13 @@ def starved_fetch_wait() -> None:
             after = wait.observe(starved(self, assignment, request, since_ms), time.monotonic())
             if after != before:
                 self._fetch_max_wait_ms = after
-                if after > before:
+                if after > self.__dict__.get("_tocsin_peak", before):  # a new high: say it once
+                    self._tocsin_peak = after
                     log.warning("fetches came back empty with records waiting past the position (a broker "
                                 "answering only what it lists within the fetch's wait: the embedded broker as "
                                 "its partitions fill); this consumer's fetch wait is now %d ms", after)
                 else:
-                    log.info("no starved fetch for %.0f s: this consumer's fetch wait is back to %d ms",
-                             wait.decay_s, after)
+                    log.debug("this consumer's fetch wait is now %d ms", after)
             return result
 
         return _proc_fetch_request
