@@ -88,6 +88,23 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def use_event_loop(choice: str) -> str:
+    """Make ``choice`` (TOCSIN_EVENT_LOOP) the event loop of what runs next in this process:
+    uvloop ("uvloop", or "auto" where it is installed) or asyncio's own. Returns which."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                fail("TOCSIN_EVENT_LOOP=uvloop, but uvloop is not installed (pip install uvloop, "
+                     "or TOCSIN_EVENT_LOOP=auto)")
+        else:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            return "uvloop"
+    asyncio.set_event_loop_policy(None)
+    return "asyncio"
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one Faust worker (blocks until stopped)."""
     from faust.worker import Worker
@@ -96,6 +113,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from ..streams.app import build
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # the record agent's insert threads (see there)
+    loop = use_event_loop(settings.event_loop)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         rt = build(settings)
@@ -126,9 +144,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             log.warning("could not check the table stores against their changelogs (%s: %s)",
                         type(exc).__name__, exc)
     enabled = ", ".join(rt.enabled)
-    log.info("worker for %s on %s (%s), web on http://%s:%d, destinations: %s", settings.topic_prefix,
+    log.info("worker for %s on %s (%s), web on http://%s:%d, destinations: %s; event loop: %s", settings.topic_prefix,
              redact_url(settings.kafka_bootstrap), settings.kafka_security_protocol, settings.web_host,
-             settings.web_port, enabled)
+             settings.web_port, enabled, loop)
     worker = Worker(rt.app, loglevel=loglevel, redirect_stdouts=False, quiet=True,
                     override_logging=False)
     worker.execute_from_commandline()

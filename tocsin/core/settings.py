@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     sql_max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     sql_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
 
+    #: the worker's event loop: uvloop where it is installed (a dependency on Linux and macOS:
+    #: less CPU per alert, BENCHMARKS.md), else asyncio's own; "asyncio" forces asyncio's
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+
     # Faust/Kafka timing (see README "Timeouts"): quick joins and restarts on small clusters.
     broker_session_timeout_s: float = 6.0
     broker_heartbeat_interval_s: float = 1.0
