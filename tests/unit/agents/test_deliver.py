@@ -252,3 +252,43 @@ async def test_a_sender_stopped_mid_command_leaves_it_unacknowledged(monkeypatch
     await asyncio.sleep(0)
     assert acked == []  # read again by the partition's next owner, not committed as done
     assert d.space.value == 100
+
+
+@pytest.mark.parametrize("value", [b"not json", b"\xff\xfe", b"[1, 2]", b'{"delivery_id": 1}', b"",
+                                   {"delivery_id": "d1"}])
+async def test_a_malformed_command_is_kept_with_the_reason_and_not_handled(
+        monkeypatch: pytest.MonkeyPatch, value: Any) -> None:
+    from tocsin.agents.delivery import dispatch
+
+    kept: list[tuple[Any, str]] = []
+    handled: list[Any] = []
+
+    async def keep_bad(rt: Any, event: Any, error: str) -> None:
+        kept.append((event.value, error))
+
+    async def handle(rt: Any, limits: Any, cmd: Any, event: Any) -> None:
+        handled.append(cmd)
+
+    monkeypatch.setattr(dispatch, "keep_bad", keep_bad)
+    monkeypatch.setattr(dispatch, "handle", handle)
+    await dispatcher().process(SimpleNamespace(value=value))
+    assert handled == [] and len(kept) == 1
+    assert kept[0][0] == value and kept[0][1].startswith("invalid delivery command: ")
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+async def test_a_command_is_the_same_from_its_bytes_or_its_decoded_value(
+        monkeypatch: pytest.MonkeyPatch, as_dict: bool) -> None:
+    from tocsin.agents.delivery import dispatch
+    from tocsin.schemas import loads
+
+    handled: list[Any] = []
+
+    async def handle(rt: Any, limits: Any, cmd: Any, event: Any) -> None:
+        handled.append(cmd)
+
+    monkeypatch.setattr(dispatch, "handle", handle)
+    raw = command_bytes("d1")
+    await dispatcher().process(SimpleNamespace(value=loads(raw) if as_dict else raw))
+    assert [c.delivery_id for c in handled] == ["d1"]
+    assert handled[0].alert.fingerprint == "db:1" and handled[0].destination == "webhook:default"

@@ -246,7 +246,9 @@ class Dispatcher:
         """Decode and handle one command; a malformed one is kept on the DLQ, and no error
         escapes (a failing command is dead-lettered with the reason)."""
         try:
-            cmd = DeliveryCommand.model_validate(decode(event.value), context=INTERNAL)
+            raw = event.value
+            cmd = (DeliveryCommand.model_validate_json(raw, context=INTERNAL) if isinstance(raw, bytes | bytearray)
+                   else DeliveryCommand.model_validate(decode(raw), context=INTERNAL))  # JSON parsed in pydantic's core
         except (ValidationError, TypeError, ValueError) as exc:
             await keep_bad(self.rt, event, f"invalid delivery command: {exc}")
             return
