@@ -134,15 +134,20 @@ async def raw_loop(bootstrap: str, src: str, dst: str, n: int) -> None:
 
 
 async def tocsin_rate(bootstrap: str, prefix: str, items: list[tuple[bytes, bytes]], tmp: Path,
-                      **extra: Any) -> float:
+                      **extra: Any) -> tuple[float, float | None]:
     """Alerts a second one worker decides ``items`` at (produced before it starts), with the
-    settings ``extra`` (base_env)."""
+    settings ``extra`` (base_env); and the worker's CPU time per alert meanwhile (µs, all its
+    threads: less disturbed than the rate by what else the machine runs)."""
     await produce(bootstrap, f"{prefix}.alerts", items)
     w = WorkerProcess(base_env(bootstrap, prefix, tmp / prefix, **extra), tmp / f"{prefix}.log",
                       loglevel="warning").start()
     try:
         await w.wait_ready()
-        return len(items) / await span(bootstrap, f"{prefix}.decisions", len(items), timeout=600, worker=w)
+        cpu0 = cpu_seconds(w.pid)
+        rate = len(items) / await span(bootstrap, f"{prefix}.decisions", len(items), timeout=600, worker=w)
+        cpu1 = cpu_seconds(w.pid)
+        cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / len(items) * 1e6
+        return rate, cpu
     finally:
         w.stop()
 
@@ -155,13 +160,18 @@ async def pipeline(n: int, log: Log, tmp: Path, store_rounds: int = 0) -> dict[s
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-pipeline.log") as b:
         out: dict[str, float] = {}
         # Tocsin: validation, throttle, routing
-        out["tocsin"] = await tocsin_rate(b.bootstrap, "p1", items, tmp)
+        out["tocsin"], _ = await tocsin_rate(b.bootstrap, "p1", items, tmp)
         log(f"pipeline: tocsin {out['tocsin']:.0f}/s")
         stores: dict[str, list[float]] = {"memory": [], "rocksdb": []}
+        cpus: dict[str, list[float]] = {"memory": [], "rocksdb": []}
         for r in range(store_rounds if _has_rocksdict() else 0):
             for store, runs in stores.items():
-                runs.append(await tocsin_rate(b.bootstrap, f"s{r}{store}", items, tmp, TOCSIN_TABLE_STORE=store))
-                log(f"pipeline: tocsin, {store} store, round {r + 1}: {runs[-1]:.0f}/s")
+                rate, cpu = await tocsin_rate(b.bootstrap, f"s{r}{store}", items, tmp, TOCSIN_TABLE_STORE=store)
+                runs.append(rate)
+                if cpu is not None:
+                    cpus[store].append(cpu)
+                log(f"pipeline: tocsin, {store} store, round {r + 1}: {rate:.0f}/s"
+                    + (f", worker CPU {cpu:.0f} µs/alert" if cpu is not None else ""))
         # (a) a Faust agent that only consumes and produces
         await produce(b.bootstrap, "p2.alerts", items)
         pt = WorkerProcess(base_env(b.bootstrap, "p2", tmp / "p2"), tmp / "p2.log",
@@ -182,6 +192,10 @@ async def pipeline(n: int, log: Log, tmp: Path, store_rounds: int = 0) -> dict[s
         results["pipeline_rocksdb_vs_memory_store"] = result(
             median(stores["rocksdb"]), median(stores["memory"]), "alerts/s", n=n,
             runs={k: [round(v) for v in vs] for k, vs in stores.items()})
+    if cpus["rocksdb"] and cpus["memory"]:
+        results["pipeline_rocksdb_vs_memory_store_cpu"] = result(
+            median(cpus["rocksdb"]), median(cpus["memory"]), "worker CPU µs/alert", n=n,
+            runs={k: [round(v, 1) for v in vs] for k, vs in cpus.items()})
     return results
 
 
