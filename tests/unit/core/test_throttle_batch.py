@@ -5,8 +5,10 @@ restarted worker's store holds what the batches wrote."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,7 @@ def runtime(store: str, data_dir: Path) -> Any:
 
 
 TMP = Path(tempfile.mkdtemp(prefix="tocsin-batch-"))
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 #: the batched path, Faust's own one write at a time (the store read and written through Faust's
 #: SerializedStore, as before the batch), and the memory store
 BATCHED, ONE_BY_ONE, MEMORY = (Throttle(runtime(s, TMP / name)) for s, name in
