@@ -29,8 +29,11 @@ class Emits:
 
     def __init__(self) -> None:
         self.persisted: dict[Any, int] = {}
+        #: the table's write batches: opened (begin) and put in the store (flush)
+        self.batches: list[str] = []
         self.table = SimpleNamespace(table=SimpleNamespace(data=SimpleNamespace(
-            set_persisted_offset=lambda tp, off: self.persisted.__setitem__(tp, off))))
+            set_persisted_offset=lambda tp, off: self.persisted.__setitem__(tp, off))),
+            begin=lambda: self.batches.append("begin"), flush=lambda: self.batches.append("flush"))
 
     def process_safely(self, msg: Any, out: list[Any], now: Any) -> None:
         key = msg.key
@@ -62,6 +65,7 @@ async def test_held_records_reach_the_broker_before_the_offsets_are_committed(br
         msgs = [SimpleNamespace(key=f"fp{i}".encode(), offset=i) for i in range(3)]
         t0 = time.monotonic()
         await reader.handle({tp: msgs})
+        assert emits.batches == ["begin", "flush"]  # the fetch's table writes: one batch
         # the commands went at once; the decisions and changelog records wait
         assert {t for t, *_ in reader.unacked} == {f"{P}.deliveries.webhook"}
         assert len(reader.held) == 6 and time.monotonic() - t0 < HOLD_S

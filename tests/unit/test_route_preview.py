@@ -126,7 +126,8 @@ def throttle_records(event: AlertEvent, enabled: tuple[str, ...], silences: dict
     t.rt = SimpleNamespace(policy=POLICY, silences=SimpleNamespace(index=SilenceIndex(silences)),
                            settings=SimpleNamespace(throttle_expires_s=7200), maintenance=None)
     t.maintenance = Maintenance(t.rt, t.notified_before)
-    t.table = SimpleNamespace(get=lambda fp, ts, w=None: None, previous=lambda fp, ts, w=None: None, store=lambda *a: [])
+    t.table = SimpleNamespace(get=lambda fp, ts, w=None, p=None: None, previous=lambda fp, ts, w=None, p=None: None,
+                              store=lambda *a: [])
     t.window, t.changelog_name, t.decisions_name = 600, "p.throttle-changelog", "p.decisions"
     t.outcomes, t._routes = {o: 0 for o in Outcome}, {}
     t.enabled = {"console:default", *enabled}

@@ -198,10 +198,10 @@ class Throttle:
         ts = event.epoch
         fp = event.fingerprint
         window = window_for(self.policy_windows, event.type, self.window)  # per type
-        state = self.table.get(fp, ts, window)
+        state = self.table.get(fp, ts, window, partition)
         previous = 0
         if state is None and not event.is_recovery:
-            prev = self.table.previous(fp, ts, window)
+            prev = self.table.previous(fp, ts, window, partition)
             previous = prev.suppressed if prev else 0
         silenced = self.silenced(event)
         muted = None if silenced is not None else self.maintenance.muted(event)
@@ -330,22 +330,32 @@ class HotReader(PartitionReader):
         out: Outgoing = []
         now = dt.datetime.now(dt.UTC)
         n = 0
-        for tp, msgs in batch.items():
-            upto = self.isolate.get(tp)
-            if upto is None:
-                for msg in msgs:
-                    throttle_.process_safely(msg, out, now)
-            else:
-                for msg in msgs:
-                    if msg.offset < upto:
-                        await self.handle_alone(msg, now)
-                    else:
+        # the fetch's table writes go to the store as one write batch, before anything is sent
+        # (core/tables.ThrottleTable); none is held across an await
+        table = throttle_.table
+        table.begin()
+        try:
+            for tp, msgs in batch.items():
+                upto = self.isolate.get(tp)
+                if upto is None:
+                    for msg in msgs:
                         throttle_.process_safely(msg, out, now)
-                if msgs[-1].offset + 1 >= upto:
-                    del self.isolate[tp]
-                    log.info("hot reader: %s read again one message at a time up to %d; batches again", tp, upto)
-            n += len(msgs)
-            self.positions[tp] = msgs[-1].offset + 1
+                else:
+                    for msg in msgs:
+                        if msg.offset < upto:
+                            table.flush()
+                            await self.handle_alone(msg, now)
+                            table.begin()
+                        else:
+                            throttle_.process_safely(msg, out, now)
+                    if msgs[-1].offset + 1 >= upto:
+                        del self.isolate[tp]
+                        log.info("hot reader: %s read again one message at a time up to %d; batches again", tp,
+                                 upto)
+                n += len(msgs)
+                self.positions[tp] = msgs[-1].offset + 1
+        finally:
+            table.flush()
         metrics.events_in.inc(n)
         throttle_.flush_metrics()
         background, held = self.background, self.held

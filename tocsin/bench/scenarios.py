@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import aiohttp
@@ -132,17 +133,45 @@ async def raw_loop(bootstrap: str, src: str, dst: str, n: int) -> None:
         await p.stop()
 
 
-async def pipeline(n: int, log: Log, tmp: Path) -> dict[str, Result]:
+async def tocsin_rate(bootstrap: str, prefix: str, items: list[tuple[bytes, bytes]], tmp: Path,
+                      **extra: Any) -> tuple[float, float | None]:
+    """Alerts a second one worker decides ``items`` at (produced before it starts), with the
+    settings ``extra`` (base_env); and the worker's CPU time per alert meanwhile (µs, all its
+    threads: less disturbed than the rate by what else the machine runs)."""
+    await produce(bootstrap, f"{prefix}.alerts", items)
+    w = WorkerProcess(base_env(bootstrap, prefix, tmp / prefix, **extra), tmp / f"{prefix}.log",
+                      loglevel="warning").start()
+    try:
+        await w.wait_ready()
+        cpu0 = cpu_seconds(w.pid)
+        rate = len(items) / await span(bootstrap, f"{prefix}.decisions", len(items), timeout=600, worker=w)
+        cpu1 = cpu_seconds(w.pid)
+        cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / len(items) * 1e6
+        return rate, cpu
+    finally:
+        w.stop()
+
+
+async def pipeline(n: int, log: Log, tmp: Path, store_rounds: int = 0) -> dict[str, Result]:
+    """Tocsin's pipeline (the default table store) against a Faust pass-through and a bare
+    aiokafka loop; ``store_rounds``: that many more runs of each table store, memory and RocksDB
+    alternated, for the RocksDB store's cost (the median of each)."""
     items = alerts(n, fingerprints=max(1, n // 20))
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-pipeline.log") as b:
         out: dict[str, float] = {}
         # Tocsin: validation, throttle, routing
-        await produce(b.bootstrap, "p1.alerts", items)
-        w = WorkerProcess(base_env(b.bootstrap, "p1", tmp / "p1"), tmp / "p1.log", loglevel="warning").start()
-        await w.wait_ready()
-        out["tocsin"] = n / await span(b.bootstrap, "p1.decisions", n, timeout=600, worker=w)
-        w.stop()
+        out["tocsin"], _ = await tocsin_rate(b.bootstrap, "p1", items, tmp)
         log(f"pipeline: tocsin {out['tocsin']:.0f}/s")
+        stores: dict[str, list[float]] = {"memory": [], "rocksdb": []}
+        cpus: dict[str, list[float]] = {"memory": [], "rocksdb": []}
+        for r in range(store_rounds if _has_rocksdict() else 0):
+            for store, runs in stores.items():
+                rate, cpu = await tocsin_rate(b.bootstrap, f"s{r}{store}", items, tmp, TOCSIN_TABLE_STORE=store)
+                runs.append(rate)
+                if cpu is not None:
+                    cpus[store].append(cpu)
+                log(f"pipeline: tocsin, {store} store, round {r + 1}: {rate:.0f}/s"
+                    + (f", worker CPU {cpu:.0f} µs/alert" if cpu is not None else ""))
         # (a) a Faust agent that only consumes and produces
         await produce(b.bootstrap, "p2.alerts", items)
         pt = WorkerProcess(base_env(b.bootstrap, "p2", tmp / "p2"), tmp / "p2.log",
@@ -155,10 +184,19 @@ async def pipeline(n: int, log: Log, tmp: Path) -> dict[str, Result]:
         await raw_loop(b.bootstrap, "p3.alerts", "p3.out", n)
         out["raw"] = n / await span(b.bootstrap, "p3.out", n, timeout=120)
         log(f"pipeline: raw aiokafka {out['raw']:.0f}/s")
-    return {
+    results = {
         "pipeline_vs_faust_passthrough": result(out["tocsin"], out["faust"], "alerts/s", n=n),
         "pipeline_vs_raw_aiokafka": result(out["tocsin"], out["raw"], "alerts/s", n=n),
     }
+    if stores["rocksdb"]:
+        results["pipeline_rocksdb_vs_memory_store"] = result(
+            median(stores["rocksdb"]), median(stores["memory"]), "alerts/s", n=n,
+            runs={k: [round(v) for v in vs] for k, vs in stores.items()})
+    if cpus["rocksdb"] and cpus["memory"]:
+        results["pipeline_rocksdb_vs_memory_store_cpu"] = result(
+            median(cpus["rocksdb"]), median(cpus["memory"]), "worker CPU µs/alert", n=n,
+            runs={k: [round(v, 1) for v in vs] for k, vs in cpus.items()})
+    return results
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -689,12 +727,14 @@ async def recovery(keys: int, log: Log, tmp: Path, *, first_start: bool = False,
 
 async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
                   recovery_memory: bool = True, soak_minutes: float = 30.0,
-                  soak_rate: int = 100, latency_seconds: float | None = None) -> dict[str, Result]:
+                  soak_rate: int = 100, latency_seconds: float | None = None,
+                  store_rounds: int = 0) -> dict[str, Result]:
     """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
     keys (default 100,000 quick, a million full); ``recovery_memory``: time the memory store's
-    replay too. The soak runs only when named in ``only`` (``soak_minutes`` at ``soak_rate``
-    alerts a second). ``latency_seconds``: each latency run's measured seconds (5 quick, 60
-    full: the issue's minute at 1,000 alerts a second)."""
+    replay too; ``store_rounds``: the pipeline's runs of each table store, alternated. The soak
+    runs only when named in ``only`` (``soak_minutes`` at ``soak_rate`` alerts a second).
+    ``latency_seconds``: each latency run's measured seconds (5 quick, 60 full: the issue's
+    minute at 1,000 alerts a second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -703,7 +743,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
         return only is None or name in only
 
     if want("pipeline"):
-        results.update(await pipeline(50_000 if quick else n, log, tmp))
+        results.update(await pipeline(50_000 if quick else n, log, tmp, store_rounds))
     if want("latency"):
         results.update(await latency([(100, "webhook"), (1000, "webhook"), (1000, "default")],
                                      latency_seconds or (5.0 if quick else 60.0), log, tmp))

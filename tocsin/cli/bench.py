@@ -34,6 +34,9 @@ def bench(
                                                "else 60)"),
     soak_minutes: float = typer.Option(30.0, "--soak-minutes", min=0.05, help="how long the soak runs"),
     soak_rate: int = typer.Option(100, "--soak-rate", min=1, help="alerts a second during the soak"),
+    store_rounds: int = typer.Option(0, "--store-rounds", min=0,
+                                     help="pipeline: also run it with the memory and the RocksDB table store, "
+                                          "alternated, this many times each (the RocksDB store's cost)"),
 ) -> None:
     """Measure throughput, latency, delivery, recording, memory, recovery and the alert
     list's answers, each as a ratio against a baseline measured in the same run."""
@@ -46,7 +49,8 @@ def bench(
     err = Console(stderr=True)
     results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None,
                                   keys=keys, recovery_memory=not rocksdb_only, soak_minutes=soak_minutes,
-                                  soak_rate=soak_rate, latency_seconds=latency_seconds))
+                                  soak_rate=soak_rate, latency_seconds=latency_seconds,
+                                  store_rounds=store_rounds))
     table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
                         f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
     for col in ("scenario", "value", "baseline", "ratio", "unit"):

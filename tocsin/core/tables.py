@@ -37,6 +37,7 @@ from typing import Any
 import faust
 import orjson
 from faust.stores.memory import Store as MemoryStore
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.globaltable import GlobalTable
 from faust.tables.table import Table
 from faust.types import TP
@@ -75,6 +76,16 @@ class ThrottleTable:
     event time and the partition explicitly instead (``ts`` below is the event's
     ``event_timestamp``): the same window arithmetic, the same store, the same changelog
     record in the same partition and the same expiry index as Faust's own ``__setitem__``.
+
+    On a RocksDB store, the throttle's hot reader decides a whole fetch between ``begin`` and
+    ``flush``: the states written in between are held here (a read sees them: two alerts of a
+    fingerprint in one fetch) and put in the store at ``flush``, one write batch per
+    partition, before any changelog record of the fetch is sent (so before the offset persisted
+    with the store can pass them). The store's bytes are those Faust's ``__setitem__`` would
+    put (tested); reads go to the store's databases directly, with the serializer Faust's would
+    use (faust_compat.rocksdb_get). The caller never awaits between ``begin`` and ``flush``:
+    nothing else (Faust's expiry, a rebalance) sees the store without the fetch's writes. A
+    memory store is written at once: a dict, nothing to gain.
     """
 
     def __init__(self, wrapper: Any, window_s: int) -> None:
@@ -84,6 +95,35 @@ class ThrottleTable:
         self.window_s = window_s
         #: per partition, a stand-in event, kept alive here (Faust holds its current event weakly)
         self._events: dict[int, _PartitionEvent] = {}
+        #: whether the store is Faust's RocksDB store (known at the first read or ``begin``)
+        self._rocks: bool | None = None
+        #: between ``begin`` and ``flush``: key -> (partition, value) of the states written
+        self._held: dict[tuple, tuple[int, Any]] | None = None
+
+    def rocks(self) -> bool:
+        if self._rocks is None:
+            self._rocks = isinstance(self.table.data, RocksDBStore)
+        return self._rocks
+
+    def begin(self) -> None:
+        """Hold the writes until ``flush`` (a RocksDB store; a memory store is written at once)."""
+        if self._held is None and self.rocks():
+            self._held = {}
+
+    def flush(self) -> None:
+        """Put the writes held since ``begin`` in the store: one write batch per partition."""
+        held, self._held = self._held, None
+        if not held:
+            return
+        parts: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, (partition, value) in held.items():
+            items = parts.get(partition)
+            if items is None:
+                items = parts[partition] = []
+            items.append((orjson.dumps(key), orjson.dumps(value)))
+        data = self.table.data
+        for partition, items in parts.items():
+            faust_compat.rocksdb_write(data, partition, items)
 
     def _key(self, fingerprint: str, ts: float) -> tuple:
         return (fingerprint, self.table.window.current(ts))
@@ -93,13 +133,25 @@ class ThrottleTable:
             return self._key(fingerprint, ts)
         return (fingerprint, range_of(ts, window_s))
 
-    def get(self, fingerprint: str, ts: float, window_s: int | None = None) -> WindowState | None:
+    def get(self, fingerprint: str, ts: float, window_s: int | None = None,
+            partition: int | None = None) -> WindowState | None:
         """The state of the fingerprint's window at ``ts``: the table's own, or, ``window_s``
-        another length (a per-type window, decisions/windows.py), that length's window."""
-        return WindowState.from_value(self.table.data.get(self._key_of(fingerprint, ts, window_s)))
+        another length (a per-type window, decisions/windows.py), that length's window.
+        ``partition``: where the fingerprint's states are written, when known (a RocksDB
+        store's partition asked first; it does not change the answer)."""
+        key = self._key_of(fingerprint, ts, window_s)
+        if self._held is not None:
+            held = self._held.get(key)
+            if held is not None:
+                return WindowState.from_value(held[1])
+        if self.rocks():
+            raw = faust_compat.rocksdb_get(self.table.data, orjson.dumps(key), partition)
+            return None if raw is None else WindowState.from_value(orjson.loads(raw))
+        return WindowState.from_value(self.table.data.get(key))
 
-    def previous(self, fingerprint: str, ts: float, window_s: int | None = None) -> WindowState | None:
-        return self.get(fingerprint, ts - (window_s or self.window_s), window_s)
+    def previous(self, fingerprint: str, ts: float, window_s: int | None = None,
+                 partition: int | None = None) -> WindowState | None:
+        return self.get(fingerprint, ts - (window_s or self.window_s), window_s, partition)
 
     def store(self, fingerprint: str, ts: float, state: WindowState, partition: int,
               window_s: int | None = None) -> list[tuple[Any, Any]]:
@@ -107,31 +159,36 @@ class ThrottleTable:
         (key, value) changelog records to send to ``partition``. One shared range tuple per
         window, not one per key. ``window_s`` another length than the table's: that window,
         kept until the end of the one after it (its count is shown on that one's first
-        notification) plus the table's expiry."""
+        notification) plus the table's expiry. Between ``begin`` and ``flush``: held for the
+        fetch's write batch."""
         table = self.table
         value = state.to_value()
-        records = []
-        # the RocksDB store picks the partition's database from Faust's current event
-        token = faust_compat.set_current_event(self._partition_event(partition))
-        try:
-            if window_s is not None and window_s != self.window_s:
-                rng = range_of(ts, window_s)
-                rng = self._ranges.setdefault(rng, rng)
-                key = (fingerprint, rng)
-                table.data[key] = value
-                faust_compat.set_key_ttl(table, key, partition, at=rng[1] + window_s)
-                return [(key, value)]
-            for rng in faust_compat.window_ranges(table, ts):
-                rng = self._ranges.setdefault(rng, rng)
-                key = (fingerprint, rng)
-                table.data[key] = value
-                faust_compat.set_key_ttl(table, key, partition)
-                records.append((key, value))
-        finally:
-            faust_compat.reset_current_event(token)
+        # (key, the end its expiry is indexed at: None for its own window's)
+        keys: list[tuple[tuple, float | None]]
+        if window_s is not None and window_s != self.window_s:
+            rng = range_of(ts, window_s)
+            rng = self._ranges.setdefault(rng, rng)
+            keys = [((fingerprint, rng), rng[1] + window_s)]
+        else:
+            keys = [((fingerprint, self._ranges.setdefault(rng, rng)), None)
+                    for rng in faust_compat.window_ranges(table, ts)]
+        held = self._held
+        if held is not None:
+            for key, _ in keys:
+                held[key] = (partition, value)
+        else:
+            # the RocksDB store picks the partition's database from Faust's current event
+            token = faust_compat.set_current_event(self._partition_event(partition))
+            try:
+                for key, _ in keys:
+                    table.data[key] = value
+            finally:
+                faust_compat.reset_current_event(token)
+        for key, at in keys:
+            faust_compat.set_key_ttl(table, key, partition, at=at)
         if len(self._ranges) > 4096:
             self._ranges.clear()
-        return records
+        return [(key, value) for key, _ in keys]
 
     def _partition_event(self, partition: int) -> _PartitionEvent:
         """A stand-in event of ``partition`` (all a store reads of it)."""

@@ -295,6 +295,39 @@ def test_the_rocksdb_store_keeps_a_database_per_partition() -> None:
     assert faust_compat.rocksdb_items(SimpleNamespace(), 1) is None  # the memory store
 
 
+def test_the_rocksdb_store_is_read_and_written_as_its_own_get_and_set_do(tmp_path: Any) -> None:
+    """``rocksdb_get``/``rocksdb_write`` (the throttle's reads and write batches): Faust's store
+    keeps a database per partition in ``_dbs``, opened by ``_db_for_partition``; ``_set`` puts
+    the raw bytes in the current event's partition's database (and notes it in the key index, a
+    cache); ``_get`` without a current event looks in every open database."""
+    assert params(RocksDBStore._db_for_partition) == ["self", "partition"]
+    assert "db.put(key, value)" in source(RocksDBStore._set)
+    assert "self._key_index[key] = partition" in source(RocksDBStore._set)
+    assert "self._dbs.items()" in source(RocksDBStore._get_bucket_for_key)
+    app = faust.App("compat-rocks", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path),
+                    autodiscover=False, web_enabled=False)
+    store = app.Table("canary", default=None, partitions=4).data
+    assert isinstance(store, RocksDBStore)
+    faust_compat.rocksdb_write(store, 2, [(b'"a"', b"[1,2]"), (b'"b"', b"3")])
+    faust_compat.rocksdb_write(store, 0, [(b'"c"', b'"x"')])
+    assert set(store._dbs) == {0, 2}  # noqa: SLF001  (opened by the writes)
+    assert (store["a"], store["b"], store["c"]) == ([1, 2], 3, "x")  # Faust's own read finds them
+    class Event:
+        message = SimpleNamespace(partition=1)
+
+    event = Event()
+    token = faust_compat.set_current_event(event)
+    try:
+        store["d"] = [4]  # Faust's own write, to the current event's partition
+    finally:
+        faust_compat.reset_current_event(token)
+    for hint in (None, 0, 1, 2, 3):
+        assert faust_compat.rocksdb_get(store, b'"a"', hint) == b"[1,2]"
+        assert faust_compat.rocksdb_get(store, b'"d"', hint) == b"[4]"
+        assert faust_compat.rocksdb_get(store, b'"none"', hint) is None
+    assert list(faust_compat.rocksdb_items(store, 2) or ()) == [(b'"a"', b"[1,2]"), (b'"b"', b"3")]
+
+
 async def test_max_request_size_is_the_producers_own() -> None:
     p = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_request_size=12345)
     assert faust_compat.max_request_size(p, 1) == 12345
