@@ -132,13 +132,16 @@ async def raw_loop(bootstrap: str, src: str, dst: str, n: int) -> None:
         await p.stop()
 
 
-async def pipeline(n: int, log: Log, tmp: Path) -> dict[str, Result]:
+async def pipeline(n: int, log: Log, tmp: Path, table_store: str | None = None) -> dict[str, Result]:
+    """Tocsin's worker against a Faust pass-through agent and a raw aiokafka loop, each on its
+    own copy of ``n`` alerts. ``table_store``: the worker's TOCSIN_TABLE_STORE (None: its default)."""
     items = alerts(n, fingerprints=max(1, n // 20))
+    store: dict[str, Any] = {"TOCSIN_TABLE_STORE": table_store} if table_store else {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-pipeline.log") as b:
         out: dict[str, float] = {}
         # Tocsin: validation, throttle, routing
         await produce(b.bootstrap, "p1.alerts", items)
-        w = WorkerProcess(base_env(b.bootstrap, "p1", tmp / "p1"), tmp / "p1.log", loglevel="warning").start()
+        w = WorkerProcess(base_env(b.bootstrap, "p1", tmp / "p1", **store), tmp / "p1.log", loglevel="warning").start()
         await w.wait_ready()
         out["tocsin"] = n / await span(b.bootstrap, "p1.decisions", n, timeout=600, worker=w)
         w.stop()
@@ -689,11 +692,11 @@ async def recovery(keys: int, log: Log, tmp: Path, *, first_start: bool = False,
 
 async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
                   recovery_memory: bool = True, soak_minutes: float = 30.0,
-                  soak_rate: int = 100) -> dict[str, Result]:
+                  soak_rate: int = 100, table_store: str | None = None) -> dict[str, Result]:
     """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
     keys (default 100,000 quick, a million full); ``recovery_memory``: time the memory store's
     replay too. The soak runs only when named in ``only`` (``soak_minutes`` at ``soak_rate``
-    alerts a second)."""
+    alerts a second). ``table_store``: the pipeline worker's TOCSIN_TABLE_STORE."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -702,7 +705,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
         return only is None or name in only
 
     if want("pipeline"):
-        results.update(await pipeline(50_000 if quick else n, log, tmp))
+        results.update(await pipeline(50_000 if quick else n, log, tmp, table_store))
     if want("latency"):
         results.update(await latency([(100, "webhook"), (1000, "webhook"), (1000, "default")],
                                      5.0 if quick else 20.0, log, tmp))

@@ -31,6 +31,9 @@ def bench(
                                            "start (no replay of the changelog into the memory store)"),
     soak_minutes: float = typer.Option(30.0, "--soak-minutes", min=0.05, help="how long the soak runs"),
     soak_rate: int = typer.Option(100, "--soak-rate", min=1, help="alerts a second during the soak"),
+    table_store: str = typer.Option(None, "--table-store",
+                                    help="pipeline: the worker's TOCSIN_TABLE_STORE (memory or rocksdb; "
+                                         "default: the worker's default)"),
 ) -> None:
     """Measure throughput, latency, delivery, recording, memory, recovery and the alert
     list's answers, each as a ratio against a baseline measured in the same run."""
@@ -40,10 +43,13 @@ def bench(
     if bad:
         typer.echo(f"tocsin: error: --only {bad[0]!r}: choose from {', '.join(SCENARIOS)}", err=True)
         raise typer.Exit(1)
+    if table_store not in (None, "memory", "rocksdb"):
+        typer.echo(f"tocsin: error: --table-store {table_store!r}: choose from memory, rocksdb", err=True)
+        raise typer.Exit(1)
     err = Console(stderr=True)
     results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None,
                                   keys=keys, recovery_memory=not rocksdb_only, soak_minutes=soak_minutes,
-                                  soak_rate=soak_rate))
+                                  soak_rate=soak_rate, table_store=table_store))
     table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
                         f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
     for col in ("scenario", "value", "baseline", "ratio", "unit"):
