@@ -50,7 +50,7 @@ from ..decisions.windows import (
     window_tag,
 )
 from ..infra import faust_compat
-from ..schemas.alert import AlertEvent
+from ..schemas.alert import AlertEvent, alert_record
 from ..schemas.codec import dumps
 from ..schemas.messages import (
     InvalidAlert,
@@ -223,7 +223,7 @@ class Throttle:
         if grouped is not None:
             outcome, reason = Outcome.GROUPED, grouped[0]
         self.outcomes[outcome] += 1
-        alert = event.model_dump(mode="python")
+        alert = alert_record(event)  # its model_dump
         destinations: list[str] = []
         mark = len(out)
         if verdict.notifies and grouped is None:
