@@ -40,7 +40,7 @@ from ..decisions.backoff import Backoff, Failure, retry
 from ..decisions.maintenance import muted_verdict
 from ..decisions.routing import preferred, route
 from ..decisions.silence import silenced_by
-from ..decisions.throttle import decide, decision_id_for
+from ..decisions.throttle import decide, decision_id_text
 from ..decisions.windows import (
     DEFAULT_WINDOWS,
     WindowPolicy,
@@ -242,7 +242,7 @@ class Throttle:
             self.escalation.start(event, alert, verdict, destinations, out, now)
         if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
             self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
-        decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
+        decision = decision_record(decision_id_text(event.alert_id), alert, verdict.dedupe_key,
                                    outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from

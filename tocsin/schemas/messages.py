@@ -252,7 +252,7 @@ def as_record(model: BaseModel) -> dict[str, Any]:
 # tests/unit/agents/test_records.py checks that each validates as its model and dumps identically.
 
 
-def decision_record(decision_id: uuid.UUID, alert: dict[str, Any], dedupe_key: str, outcome: Outcome,
+def decision_record(decision_id: uuid.UUID | str, alert: dict[str, Any], dedupe_key: str, outcome: Outcome,
                     reason: str, window_start: dt.datetime, suppressed_count: int,
                     destinations: list[str], decided_at: dt.datetime) -> dict[str, Any]:
     return {
