@@ -366,6 +366,7 @@ _TYPE_FULL = re.compile(r"[a-z0-9_.-]{1,64}")
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _new = object.__new__
 _set = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 
 
 def constructed(cls: type[BaseModel], values: dict[str, Any], fields_set: set[str]) -> Any:
@@ -380,10 +381,15 @@ def constructed(cls: type[BaseModel], values: dict[str, Any], fields_set: set[st
     return m
 
 
+def uuid_text(v: Any) -> uuid.UUID | None:
+    """The UUID of its canonical text (any case), as pydantic reads it; None for anything else."""
+    return _uuid_of(v) if type(v) is str and _UUID_TEXT.fullmatch(v) else None
+
+
 def _uuid_of(text: str) -> uuid.UUID:
     u = _new(uuid.UUID)
     _set(u, "int", int(text.replace("-", ""), 16))
-    _set(u, "is_safe", uuid.SafeUUID.unknown)
+    _set(u, "is_safe", _UNKNOWN_SAFETY)
     return u
 
 
@@ -407,10 +413,11 @@ def _fast_entity(v: Any) -> Entity | None:
     return constructed(Entity, values, set(v))
 
 
-def fast_alert(data: dict[str, Any]) -> AlertEvent | None:
+def fast_alert(data: dict[str, Any], internal: bool = False) -> AlertEvent | None:
     """``AlertEvent.model_validate(data)`` for a message of the usual shape (``data`` as
     JSON gave it, its ``alert_id`` a UUID or its text), or None: then ``model_validate``
-    decides (and says what is wrong). Never raises."""
+    decides (and says what is wrong). Never raises. ``internal``: an alert inside Tocsin's own
+    messages (the model's context ``{"internal": True}``): its details dict is taken as it is."""
     if not data.keys() <= _FIELDS:
         return None
     get = data.get
@@ -439,7 +446,8 @@ def fast_alert(data: dict[str, Any]) -> AlertEvent | None:
     try:
         severity = parse_severity(get("severity"))
         event_timestamp = parse_timestamp(get("event_timestamp"))
-        details = sanitize_details(data["details"]) if "details" in data else {}
+        details = data.get("details", {}) if internal and type(data.get("details", {})) is dict else (
+            sanitize_details(data["details"]) if "details" in data else {})
     except ValueError:
         return None
     fields_set = set(data)

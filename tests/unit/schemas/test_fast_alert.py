@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tocsin.decisions.throttle import decision_id_text
 from tocsin.schemas.alert import AlertEvent, alert_record, create_alert, fast_alert
 from tocsin.schemas.codec import dumps
+from tocsin.schemas.messages import Decision, Outcome, decision_record, fast_decision
 
 from .test_validate import VALID, json_any, near_valid
 
@@ -102,3 +104,57 @@ def test_flat_details_are_copied_as_json_safe_makes_them(details: dict[Any, Any]
         expected = json_safe(details)
         assert flat == expected and flat is not details
         assert [type(v) for v in flat.values()] == [type(v) for v in expected.values()]
+
+
+# ---------------------------------------------------------------- the lifecycle agent's decisions
+
+INTERNAL = {"internal": True}
+
+
+@given(outcome=st.sampled_from(list(Outcome)), suppressed=st.integers(0, 10_000) | json_any,
+       dests=st.lists(st.sampled_from(["webhook:default", "email:risk"]), unique=True) | json_any,
+       details=st.dictionaries(st.text(max_size=5), json_any, max_size=4),
+       at=st.datetimes(min_value=dt.datetime(1970, 1, 2), timezones=st.just(dt.UTC)),
+       drop=st.lists(st.sampled_from(["suppressed_count", "destinations", "decided_at", "reason", "alert"]),
+                     max_size=2), extra=st.booleans(), change=st.none() | st.tuples(
+                         st.sampled_from(["decision_id", "window_start", "outcome", "dedupe_key"]), json_any))
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+def test_decisions_as_the_model_reads_them(outcome: Outcome, suppressed: Any, dests: Any, details: dict[str, Any],
+                                           at: dt.datetime, drop: list[str], extra: bool,
+                                           change: tuple[str, Any] | None) -> None:
+    alert = create_alert("component_recovered", 2, "up", account_id="A", event_timestamp=at, details=details)
+    rec = decision_record(decision_id_text(alert.alert_id), alert_record(alert),
+                          "k:1", outcome, "why", at, 0, [], at + dt.timedelta(microseconds=7))
+    data = as_json(orjson.loads(dumps(rec)))
+    data["suppressed_count"], data["destinations"] = suppressed, dests
+    for name in drop:
+        data.pop(name, None)
+    if extra:
+        data["unknown"] = 1
+    if change is not None:
+        data[change[0]] = change[1]
+    data = as_json(data)
+    fast = fast_decision(data)
+    try:
+        model = Decision.model_validate(data, context=INTERNAL)
+    except ValueError:
+        assert fast is None
+        return
+    if fast is None:
+        assert "decided_at" in drop or change is not None or type(suppressed) is not int or type(dests) is not list
+        return
+    assert fast == model and fast.alert == model.alert
+    assert fast.model_fields_set == model.model_fields_set
+    assert fast.alert.model_fields_set == model.alert.model_fields_set
+    assert {k: type(v) for k, v in fast} == {k: type(v) for k, v in model}
+    assert dumps(fast) == dumps(model)
+
+
+def test_a_throttle_decision_takes_the_fast_path() -> None:
+    alert = create_alert("order_rejected", 3, "x", fingerprint="bench:1", details={"i": 1})
+    rec = decision_record(decision_id_text(alert.alert_id), alert_record(alert), "bench:1:3", Outcome.SUPPRESS,
+                          "duplicate in window", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 4, [],
+                          dt.datetime.now(dt.UTC))
+    data = orjson.loads(dumps(rec))
+    fast = fast_decision(data)
+    assert fast is not None and fast == Decision.model_validate(data, context=INTERNAL)
