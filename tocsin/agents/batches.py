@@ -79,6 +79,13 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 @lru_cache(maxsize=1 << 14)
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """``partition_for``, remembered: the decisions' keys are fingerprints, which repeat.
+    Bounded by count and by the key's length (a fingerprint's, or a delivery id's)."""
+    return partition_for(key, partitions)
+
+
+@lru_cache(maxsize=1 << 14)
 def partition_for_text(key: str, partitions: int) -> int:
     """``partition_for`` of a text key, remembered: fingerprints repeat. Bounded by count and
     by the fingerprint's length (512 characters, validated before): at most about 10 MB."""
@@ -123,10 +130,11 @@ class BatchSender:
         record over ``max_request_size`` is a batch of its own whose future failed for good."""
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
         futures = []
+        counts = self._counts
         for topic, key, value, partition in out:
             if partition is None:
-                n = await self.partitions(topic)
-                partition = partition_for(key, n) if key is not None else random.randrange(n)
+                n = counts.get(topic) or await self.partitions(topic)
+                partition = partition_for_key(key, n) if key is not None else random.randrange(n)
             size = self.too_large(key, value)
             if size:
                 futures.append(self.refuse(topic, partition, size))

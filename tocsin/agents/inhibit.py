@@ -20,7 +20,6 @@ decides with is an event time.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -74,10 +73,10 @@ class Inhibitor:
             out.append((self.topic_name, fact.key.encode(), dumps(fact), None))
         if s.inhibition is not None:
             kept = verdict.suppressed_count - (verdict.outcome is Outcome.SUPPRESS)
-            return dataclasses.replace(verdict, outcome=Outcome.INHIBITED, reason=s.inhibition.rule,
+            return verdict._replace(outcome=Outcome.INHIBITED, reason=s.inhibition.rule,
                                        suppressed_count=kept, new_state=None)
         if s.released_by is not None and verdict.notifies:
-            return dataclasses.replace(verdict, reason=f"released: {s.released_by}")
+            return verdict._replace(reason=f"released: {s.released_by}")
         return verdict
 
     # ---------------------------------------------------------------- release

@@ -50,6 +50,7 @@ from ..schemas.messages import (
     LifecycleAction,
     LifecycleEvent,
     Outcome,
+    fast_decision,
 )
 from .channels import pagerduty
 from .common import decode, keep_bad
@@ -239,7 +240,8 @@ def register(rt: Runtime) -> None:
             try:
                 event: Decision | LifecycleEvent
                 if ev.message.topic == decisions_name:
-                    decision = Decision.model_validate(decode(ev.value), context=INTERNAL)
+                    data = decode(ev.value)  # a decision as the throttle writes it without pydantic's validators
+                    decision = fast_decision(data) or Decision.model_validate(data, context=INTERNAL)
                     if decision.outcome in ESCALATION_OUTCOMES:  # about an alert folded already
                         continue
                     implied = recovery_resolve(decision)

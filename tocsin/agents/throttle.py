@@ -40,7 +40,7 @@ from ..decisions.backoff import Backoff, Failure, retry
 from ..decisions.maintenance import muted_verdict
 from ..decisions.routing import preferred, route
 from ..decisions.silence import silenced_by
-from ..decisions.throttle import decide, decision_id_for
+from ..decisions.throttle import decide, decision_id_text
 from ..decisions.windows import (
     DEFAULT_WINDOWS,
     WindowPolicy,
@@ -50,7 +50,7 @@ from ..decisions.windows import (
     window_tag,
 )
 from ..infra import faust_compat
-from ..schemas.alert import AlertEvent
+from ..schemas.alert import AlertEvent, alert_record
 from ..schemas.codec import dumps
 from ..schemas.messages import (
     InvalidAlert,
@@ -223,7 +223,7 @@ class Throttle:
         if grouped is not None:
             outcome, reason = Outcome.GROUPED, grouped[0]
         self.outcomes[outcome] += 1
-        alert = event.model_dump(mode="python")
+        alert = alert_record(event)  # its model_dump
         destinations: list[str] = []
         mark = len(out)
         if verdict.notifies and grouped is None:
@@ -242,7 +242,7 @@ class Throttle:
             self.escalation.start(event, alert, verdict, destinations, out, now)
         if verdict.outcome is Outcome.SUPPRESS and self.policy_windows.digest_types:
             self.digests.schedule(event, verdict, window, self.routes(event.severity, event.type), out, now, partition)
-        decision = decision_record(decision_id_for(event.alert_id), alert, verdict.dedupe_key,
+        decision = decision_record(decision_id_text(event.alert_id), alert, verdict.dedupe_key,
                                    outcome, reason, verdict.window_start,
                                    verdict.suppressed_count, destinations, now)
         # the decision goes first in the batch's sends: it is what the record is built from

@@ -152,15 +152,18 @@ async def tocsin_rate(bootstrap: str, prefix: str, items: list[tuple[bytes, byte
         w.stop()
 
 
-async def pipeline(n: int, log: Log, tmp: Path, store_rounds: int = 0) -> dict[str, Result]:
-    """Tocsin's pipeline (the default table store) against a Faust pass-through and a bare
-    aiokafka loop; ``store_rounds``: that many more runs of each table store, memory and RocksDB
-    alternated, for the RocksDB store's cost (the median of each)."""
+async def pipeline(n: int, log: Log, tmp: Path, store_rounds: int = 0,
+                   table_store: str | None = None) -> dict[str, Result]:
+    """Tocsin's pipeline against a Faust pass-through and a bare aiokafka loop, each on its own
+    copy of ``n`` alerts; ``table_store``: the worker's TOCSIN_TABLE_STORE (None: its default);
+    ``store_rounds``: that many more runs of each table store, memory and RocksDB alternated,
+    for the RocksDB store's cost (the median of each)."""
     items = alerts(n, fingerprints=max(1, n // 20))
+    store_env: dict[str, Any] = {"TOCSIN_TABLE_STORE": table_store} if table_store else {}
     with EmbeddedBroker(f"127.0.0.1:{free_port()}", log_path=tmp / "broker-pipeline.log") as b:
         out: dict[str, float] = {}
         # Tocsin: validation, throttle, routing
-        out["tocsin"], _ = await tocsin_rate(b.bootstrap, "p1", items, tmp)
+        out["tocsin"], _ = await tocsin_rate(b.bootstrap, "p1", items, tmp, **store_env)
         log(f"pipeline: tocsin {out['tocsin']:.0f}/s")
         stores: dict[str, list[float]] = {"memory": [], "rocksdb": []}
         cpus: dict[str, list[float]] = {"memory": [], "rocksdb": []}
@@ -728,13 +731,14 @@ async def recovery(keys: int, log: Log, tmp: Path, *, first_start: bool = False,
 async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: int | None = None,
                   recovery_memory: bool = True, soak_minutes: float = 30.0,
                   soak_rate: int = 100, latency_seconds: float | None = None,
-                  store_rounds: int = 0) -> dict[str, Result]:
+                  store_rounds: int = 0, table_store: str | None = None) -> dict[str, Result]:
     """Every scenario (``only``: these), smaller with ``quick``. ``keys``: the recovery's throttle
     keys (default 100,000 quick, a million full); ``recovery_memory``: time the memory store's
-    replay too; ``store_rounds``: the pipeline's runs of each table store, alternated. The soak
-    runs only when named in ``only`` (``soak_minutes`` at ``soak_rate`` alerts a second).
-    ``latency_seconds``: each latency run's measured seconds (5 quick, 60 full: the issue's
-    minute at 1,000 alerts a second)."""
+    replay too; ``store_rounds``: the pipeline's runs of each table store, alternated;
+    ``table_store``: the pipeline worker's TOCSIN_TABLE_STORE. The soak runs only when named in
+    ``only`` (``soak_minutes`` at ``soak_rate`` alerts a second). ``latency_seconds``: each
+    latency run's measured seconds (5 quick, 60 full: the issue's minute at 1,000 alerts a
+    second)."""
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     n = 20_000 if quick else 100_000
     results: dict[str, Result] = {}
@@ -743,7 +747,7 @@ async def run_all(quick: bool, log: Log, only: set[str] | None = None, *, keys: 
         return only is None or name in only
 
     if want("pipeline"):
-        results.update(await pipeline(50_000 if quick else n, log, tmp, store_rounds))
+        results.update(await pipeline(50_000 if quick else n, log, tmp, store_rounds, table_store))
     if want("latency"):
         results.update(await latency([(100, "webhook"), (1000, "webhook"), (1000, "default")],
                                      latency_seconds or (5.0 if quick else 60.0), log, tmp))

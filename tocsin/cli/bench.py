@@ -37,6 +37,9 @@ def bench(
     store_rounds: int = typer.Option(0, "--store-rounds", min=0,
                                      help="pipeline: also run it with the memory and the RocksDB table store, "
                                           "alternated, this many times each (the RocksDB store's cost)"),
+    table_store: str = typer.Option(None, "--table-store",
+                                    help="pipeline: the worker's TOCSIN_TABLE_STORE (memory or rocksdb; "
+                                         "default: the worker's default)"),
 ) -> None:
     """Measure throughput, latency, delivery, recording, memory, recovery and the alert
     list's answers, each as a ratio against a baseline measured in the same run."""
@@ -46,11 +49,14 @@ def bench(
     if bad:
         typer.echo(f"tocsin: error: --only {bad[0]!r}: choose from {', '.join(SCENARIOS)}", err=True)
         raise typer.Exit(1)
+    if table_store not in (None, "memory", "rocksdb"):
+        typer.echo(f"tocsin: error: --table-store {table_store!r}: choose from memory, rocksdb", err=True)
+        raise typer.Exit(1)
     err = Console(stderr=True)
     results = asyncio.run(run_all(quick, lambda m: err.print(f"[dim]{m}[/dim]"), set(only) if only else None,
                                   keys=keys, recovery_memory=not rocksdb_only, soak_minutes=soak_minutes,
                                   soak_rate=soak_rate, latency_seconds=latency_seconds,
-                                  store_rounds=store_rounds))
+                                  store_rounds=store_rounds, table_store=table_store))
     table = Table(title=f"tocsin bench{' --quick' if quick else ''} on {platform.machine()}, "
                         f"{__import__('os').cpu_count()} cores, Python {sys.version.split()[0]}")
     for col in ("scenario", "value", "baseline", "ratio", "unit"):

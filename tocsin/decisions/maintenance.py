@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, Strict
@@ -111,7 +111,7 @@ def muted_verdict(state: WindowState | None, event: AlertEvent, window_s: int, r
                   window_tag: str = "") -> Verdict:
     """The throttle's verdict for an event a window mutes: ``muted`` with ``reason``, the window
     untouched (as a silence leaves it), so the first alert after the window is notified."""
-    return replace(decide(state, event, window_s, silenced_by=reason, window_tag=window_tag), outcome=Outcome.MUTED)
+    return decide(state, event, window_s, silenced_by=reason, window_tag=window_tag)._replace(outcome=Outcome.MUTED)
 
 
 # ------------------------------------------------------------------ the routing file's table

@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..schemas.alert import AlertEvent
 from ..schemas.messages import NAMESPACE, Outcome
@@ -60,8 +60,10 @@ class WindowState:
         return cls(int(first), int(suppressed))
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """A throttle decision: immutable, a named tuple (made once per event; a frozen dataclass
+    cost its seven ``object.__setattr__`` calls); a changed copy is ``verdict._replace(...)``."""
+
     outcome: Outcome
     reason: str
     dedupe_key: str
@@ -137,3 +139,14 @@ def decision_id_for(alert_id: uuid.UUID | str) -> uuid.UUID:
     object.__setattr__(u, "int", (int.from_bytes(digest[:16]) & _V5_CLEAR) | _V5_SET)
     object.__setattr__(u, "is_safe", uuid.SafeUUID.unknown)
     return u
+
+
+#: a hex digit of a v5 UUID's clock_seq_hi with the RFC 4122 variant bits set
+_VARIANT_DIGIT = {f"{d:x}": f"{(d & 0x3) | 0x8:x}" for d in range(16)}
+
+
+def decision_id_text(alert_id: uuid.UUID | str) -> str:
+    """``str(decision_id_for(alert_id))``, formatted from the digest's text without the UUID
+    object (the throttle's per-event path writes the id as text; a test checks they are equal)."""
+    h = hashlib.sha1(_DECISION_NAME + str(alert_id).encode()).hexdigest()  # noqa: S324 (RFC 4122 v5)
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"

@@ -157,6 +157,25 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     return str(value)
 
 
+_BIG = 2**63
+
+
+def _flat_copy(details: Any) -> dict[str, Any] | None:
+    """``json_safe(details)`` when it is a dict of text keys and values JSON holds as they are
+    (text, null, bool, an int of 64 bits, a finite float): a copy, without the recursive walk;
+    None for any other (``json_safe`` then). A property test checks they agree."""
+    if type(details) is not dict:
+        return None
+    for k, v in details.items():
+        t = type(v)
+        if type(k) is not str:
+            return None
+        if t is str or v is None or t is bool or (t is int and -_BIG < v < _BIG) or (t is float and v - v == 0.0):
+            continue
+        return None
+    return dict(details)
+
+
 def _encoded_size(obj: Any) -> int:
     return len(orjson.dumps(obj))
 
@@ -180,7 +199,9 @@ def sanitize_details(details: Any) -> dict[str, Any]:
     """
     if details is None:
         return {}
-    safe = json_safe(details)
+    safe = _flat_copy(details)
+    if safe is None:
+        safe = json_safe(details)
     if not isinstance(safe, dict):
         raise ValueError("details must be a JSON object")
     try:
@@ -327,6 +348,133 @@ class AlertEvent(BaseModel):
     @property
     def epoch(self) -> float:
         return self.event_timestamp.timestamp()
+
+
+# --------------------------------------------------------------------------- the fast path
+# ``AlertEvent.model_validate`` runs eight Python validators through pydantic-core: most of the
+# throttle's validation time. ``fast_alert`` decides the usual message (every value of its
+# field's JSON type, nothing to coerce or report) with the same functions in plain Python and
+# builds the event as ``model_construct`` would; anything else (a number as text, an error to
+# report) returns None and takes ``model_validate``. A property test
+# (tests/unit/schemas/test_fast_alert.py) checks that whatever it builds equals the model's
+# own: values, types and fields set.
+
+_FIELDS = frozenset(AlertEvent.model_fields)
+_ENTITY_FIELDS = ("account_id", "symbol", "strategy_id", "run_id")
+_ENTITY_KEYS = frozenset(_ENTITY_FIELDS)
+_TYPE_FULL = re.compile(r"[a-z0-9_.-]{1,64}")
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_new = object.__new__
+_set = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
+def constructed(cls: type[BaseModel], values: dict[str, Any], fields_set: set[str]) -> Any:
+    """An instance of ``cls`` holding ``values`` (every field, in the model's order), as
+    ``model_construct`` leaves it (no extra, no private attributes), without its per-field
+    Python loop. Only for values that already passed the model's rules."""
+    m = _new(cls)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", fields_set)
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
+
+
+def uuid_text(v: Any) -> uuid.UUID | None:
+    """The UUID of its canonical text (any case), as pydantic reads it; None for anything else."""
+    return _uuid_of(v) if type(v) is str and _UUID_TEXT.fullmatch(v) else None
+
+
+def _uuid_of(text: str) -> uuid.UUID:
+    u = _new(uuid.UUID)
+    _set(u, "int", int(text.replace("-", ""), 16))
+    _set(u, "is_safe", _UNKNOWN_SAFETY)
+    return u
+
+
+def _text_or_none(v: Any, limit: int) -> bool:
+    return v is None or (type(v) is str and len(v) <= limit)
+
+
+def _fast_entity(v: Any) -> Entity | None:
+    if v is None:
+        return constructed(Entity, dict.fromkeys(_ENTITY_FIELDS), set())
+    if type(v) is not dict or not v.keys() <= _ENTITY_KEYS:
+        return None
+    values: dict[str, Any] = {}
+    for name in _ENTITY_FIELDS:
+        x = v.get(name)
+        if type(x) is int or type(x) is float:
+            x = str(x)  # Entity._text
+        if not _text_or_none(x, ENTITY_MAX):
+            return None
+        values[name] = x
+    return constructed(Entity, values, set(v))
+
+
+def fast_alert(data: dict[str, Any], internal: bool = False) -> AlertEvent | None:
+    """``AlertEvent.model_validate(data)`` for a message of the usual shape (``data`` as
+    JSON gave it, its ``alert_id`` a UUID or its text), or None: then ``model_validate``
+    decides (and says what is wrong). Never raises. ``internal``: an alert inside Tocsin's own
+    messages (the model's context ``{"internal": True}``): its details dict is taken as it is."""
+    if not data.keys() <= _FIELDS:
+        return None
+    get = data.get
+    alert_id = get("alert_id")
+    if type(alert_id) is str and _UUID_TEXT.fullmatch(alert_id):
+        alert_id = _uuid_of(alert_id)
+    elif not isinstance(alert_id, uuid.UUID):
+        return None
+    type_ = get("type")
+    if type(type_) is not str or not (type_ in KNOWN_TYPES or _TYPE_FULL.fullmatch(type_)):
+        return None
+    fingerprint = get("fingerprint", "")
+    source, resolves, action = get("source"), get("resolves"), get("action", "trigger")
+    requires_action = get("requires_action", False)
+    summary = get("summary")
+    if (type(fingerprint) is not str or len(fingerprint) > FINGERPRINT_MAX or not _text_or_none(source, SOURCE_MAX)
+            or not _text_or_none(resolves, FINGERPRINT_MAX) or (action != "trigger" and action != "resolve")
+            or type(action) is not str or type(requires_action) is not bool or type(summary) is not str):
+        return None
+    summary = summary.strip()
+    if not summary:
+        return None
+    entity = _fast_entity(get("entity"))
+    if entity is None:
+        return None
+    try:
+        severity = parse_severity(get("severity"))
+        event_timestamp = parse_timestamp(get("event_timestamp"))
+        details = data.get("details", {}) if internal and type(data.get("details", {})) is dict else (
+            sanitize_details(data["details"]) if "details" in data else {})
+    except ValueError:
+        return None
+    fields_set = set(data)
+    explicit = bool(fingerprint)
+    if not explicit:
+        fingerprint = default_fingerprint(type_, entity)
+        if len(fingerprint) > FINGERPRINT_MAX:
+            return None
+        fields_set.add("fingerprint")
+    if resolves is None:
+        resolves = default_resolves(type_, fingerprint, entity, explicit)
+        if resolves is not None and len(resolves) > FINGERPRINT_MAX:
+            return None
+        fields_set.add("resolves")
+    return constructed(AlertEvent, {  # type: ignore[no-any-return]
+        "alert_id": alert_id, "type": type_, "severity": severity, "event_timestamp": event_timestamp,
+        "fingerprint": fingerprint, "entity": entity, "summary": truncate_summary(summary), "details": details,
+        "source": source, "action": action, "resolves": resolves, "requires_action": requires_action,
+    }, fields_set)
+
+
+def alert_record(event: AlertEvent) -> dict[str, Any]:
+    """``event.model_dump(mode="python")``, without the serializer's walk: the fields as they
+    are, the entity as a dict (the details dict is the event's own: not to be changed)."""
+    record = dict(event.__dict__)
+    record["entity"] = dict(event.entity.__dict__)
+    return record
 
 
 def _error(field: str, message: str, value: Any) -> InitErrorDetails:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import re
 import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .alert import AlertEvent
+from .alert import AlertEvent, constructed, fast_alert, uuid_text
 
 NAMESPACE = uuid.UUID("6d1f3c2e-8a44-4c57-9a0e-2b7f51f0c9d1")
 
@@ -64,6 +65,52 @@ class Decision(BaseModel):
     suppressed_count: int = 0
     destinations: list[str] = Field(default_factory=list)
     decided_at: dt.datetime = Field(default_factory=utcnow)
+
+
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+_OUTCOMES = {o.value: o for o in Outcome}
+
+
+def _utc_text(v: Any) -> dt.datetime | None:
+    """A time as Tocsin's encoder writes it (RFC 3339, UTC as Z), or None."""
+    if type(v) is not str or not _UTC_TEXT.fullmatch(v):
+        return None
+    try:
+        return dt.datetime.fromisoformat(v)
+    except ValueError:
+        return None
+
+
+def fast_decision(data: Any) -> Decision | None:
+    """``Decision.model_validate(data, context={"internal": True})`` for a decision as the
+    throttle writes it (``data`` as JSON gave it), or None: then the model decides. The same
+    values (times as UTC datetimes), built without pydantic's validator calls
+    (``alert.fast_alert``); a property test checks it against the model."""
+    if type(data) is not dict:
+        return None
+    get = data.get
+    decision_id, alert = uuid_text(get("decision_id")), get("alert")
+    text = get("outcome")
+    outcome = _OUTCOMES.get(text) if type(text) is str else None
+    window_start, decided_at = _utc_text(get("window_start")), _utc_text(get("decided_at"))
+    suppressed, destinations = get("suppressed_count", 0), get("destinations", [])
+    dedupe_key, reason = get("dedupe_key"), get("reason")
+    if (decision_id is None or outcome is None or window_start is None or decided_at is None
+            or type(alert) is not dict or type(dedupe_key) is not str or type(reason) is not str
+            or type(suppressed) is not int or type(destinations) is not list
+            or not all(type(d) is str for d in destinations)):
+        return None
+    event = fast_alert(alert, internal=True)
+    if event is None:
+        return None
+    return constructed(Decision, {  # type: ignore[no-any-return]
+        "decision_id": decision_id, "alert": event, "dedupe_key": dedupe_key, "outcome": outcome,
+        "reason": reason, "window_start": window_start, "suppressed_count": suppressed,
+        "destinations": list(destinations), "decided_at": decided_at,
+    }, set(data.keys() & _DECISION_FIELDS))
+
+
+_DECISION_FIELDS = frozenset(Decision.model_fields)
 
 
 def delivery_id_for(dedupe_key: str, receiver: str, destination: str) -> str:
@@ -252,7 +299,7 @@ def as_record(model: BaseModel) -> dict[str, Any]:
 # tests/unit/agents/test_records.py checks that each validates as its model and dumps identically.
 
 
-def decision_record(decision_id: uuid.UUID, alert: dict[str, Any], dedupe_key: str, outcome: Outcome,
+def decision_record(decision_id: uuid.UUID | str, alert: dict[str, Any], dedupe_key: str, outcome: Outcome,
                     reason: str, window_start: dt.datetime, suppressed_count: int,
                     destinations: list[str], decided_at: dt.datetime) -> dict[str, Any]:
     return {

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
-from .alert import FINGERPRINT_MAX, AlertEvent, short_repr
+from .alert import FINGERPRINT_MAX, AlertEvent, fast_alert, short_repr
 from .messages import NAMESPACE, InvalidAlert, SourcePosition
 
 #: most errors a rejection lists (then "... and N more")
@@ -178,7 +178,8 @@ def validate_raw(
             if not data.get("alert_id"):
                 data["alert_id"] = derived_alert_id(where())
             try:
-                event = AlertEvent.model_validate(data)
+                # the usual message in plain Python, anything else by the model (alert.fast_alert)
+                event = fast_alert(data) or AlertEvent.model_validate(data)
             except ValidationError as exc:
                 errors = format_errors(exc)
             except (ValueError, TypeError, RecursionError) as exc:  # defensive: never raise

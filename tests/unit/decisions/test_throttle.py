@@ -19,6 +19,7 @@ from tocsin.decisions.throttle import (
     bucket_of,
     decide,
     decision_id_for,
+    decision_id_text,
     dedupe_key_for,
 )
 from tocsin.schemas.alert import AlertEvent
@@ -280,3 +281,4 @@ def test_decision_id_is_the_rfc_uuid5(alert_id: uuid.UUID) -> None:
     got = decision_id_for(alert_id)
     assert got == expected and str(got) == str(expected) and got.version == 5
     assert hash(got) == hash(expected) and decision_id_for(str(alert_id)) == expected
+    assert decision_id_text(alert_id) == decision_id_text(str(alert_id)) == str(expected)

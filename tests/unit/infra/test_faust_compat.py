@@ -192,6 +192,21 @@ def test_wait_first_is_how_the_consumer_hands_each_record_to_the_agents() -> Non
     assert WaitResults._fields == ("done", "results", "stopped")
 
 
+def test_create_event_makes_the_event_of_the_conf_event_class(app: faust.App) -> None:
+    from faust.app.base import App
+
+    fn = faust_compat._ORIGINALS.get((App, "create_event"), App.create_event)
+    assert params(fn) == ["self", "key", "value", "headers", "message"]
+    assert "self.conf.Event(self, key, value, headers, message)" in source(fn)
+    faust_compat.event_class_once()
+    message = SimpleNamespace(partition=0)
+    ev = app.create_event(b"k", b"v", [], message)  # type: ignore[arg-type]
+    again = app.create_event(b"k2", b"v2", [], message)  # type: ignore[arg-type]
+    assert type(ev) is type(again) is app.conf.Event is faust.Event
+    assert (ev.app, ev.key, ev.value, ev.message) == (app, b"k", b"v", message)
+    assert again.key == b"k2"
+
+
 def test_resume_partitions_and_verify_event_path_have_the_signatures_patched() -> None:
     resume = faust_compat._ORIGINALS.get((Consumer, "resume_partitions"), Consumer.resume_partitions)
     assert params(resume) == ["self", "tps"]
