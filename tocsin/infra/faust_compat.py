@@ -19,7 +19,8 @@ Patches::
       + AIOKafkaConsumer._fetch_max_wait_ms      worker_fetch_max_wait
     AIOKafkaConsumerThread._highwaters           true_highwaters (embedded broker only)
     Fetcher._proc_fetch_request
-      + Fetcher._fetch_max_wait_ms, ._records    starved_fetch_wait
+      + Fetcher._fetch_max_wait_ms, ._records,
+        ._client._client_id (named in the log)   starved_fetch_wait
     Consumer.resume_partitions
       + AIOKafkaConsumerThread.verify_event_path keep_paused
 
@@ -292,9 +293,10 @@ def starved_fetch_wait() -> None:
                     self._tocsin_peak = after
                     log.warning("fetches came back empty with records waiting past the position (a broker "
                                 "answering only what it lists within the fetch's wait: the embedded broker as "
-                                "its partitions fill); this consumer's fetch wait is now %d ms", after)
+                                "its partitions fill); consumer %s: fetch wait now %d ms",
+                                getattr(self._client, "_client_id", "?"), after)
                 else:
-                    log.debug("this consumer's fetch wait is now %d ms", after)
+                    log.debug("consumer %s: fetch wait now %d ms", getattr(self._client, "_client_id", "?"), after)
             return result
 
         return _proc_fetch_request

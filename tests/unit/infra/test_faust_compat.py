@@ -394,6 +394,9 @@ def test_the_fetch_response_handler_is_what_starved_fetch_wait_wraps() -> None:
     assert "self._records[tp] = FetchResult(" in src
     # the wait is read from the fetcher for every request it builds
     assert "self._fetch_max_wait_ms" in source(Fetcher._get_actions_per_node)
+    # the consumer's name, for the warning: the fetcher's client keeps it
+    assert "self._client = client" in source(Fetcher.__init__)
+    assert "self._client_id = client_id" in source(AIOKafkaClient.__init__)
     init = source(TopicPartitionState.__init__)
     assert "self.highwater = None" in init and "self.timestamp = None" in init
     assert isinstance(TopicPartitionState.has_valid_position, property)
