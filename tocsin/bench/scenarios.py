@@ -296,8 +296,11 @@ async def latency(runs: list[tuple[int, str]], seconds: float, log: Log, tmp: Pa
     return results
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """The CPU time (user + system) a process has used, from /proc; None where there is none."""
+def cpu_seconds(pid: int | None) -> float | None:
+    """The CPU time (user + system) a process has used, from /proc; None where there is none
+    (no process, or it is gone)."""
+    if pid is None:
+        return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):

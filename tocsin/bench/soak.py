@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import time
 import uuid
 from pathlib import Path
@@ -26,23 +25,12 @@ from aiokafka import AIOKafkaProducer
 from ..infra.broker import EmbeddedBroker, free_port
 from ..schemas import create_alert, delivery_id_for, dumps
 from .peers import HttpReceiver, WorkerProcess, base_env
-from .scenarios import LATENCY_ROUTING, Log, Result, result
+from .scenarios import LATENCY_ROUTING, Log, Result, cpu_seconds, result
 from .scenarios import pct as _pct
 
 
 def pct(xs: list[float], q: float) -> float:
     return _pct(xs, q) if xs else float("nan")
-
-
-def cpu_s(pid: int | None) -> float | None:
-    """A process's CPU-seconds so far (user + system), from /proc; None when it is gone."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int | None) -> float | None:
@@ -102,10 +90,17 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
             while True:
                 wpid = w.proc.pid if w.proc else None
                 samples.append((time.monotonic() - t0, rss_mb(wpid), rss_mb(broker_pid)))
-                cpu.append((time.monotonic() - t0, cpu_s(wpid), cpu_s(broker_pid)))
+                cpu.append((time.monotonic() - t0, cpu_seconds(wpid), cpu_seconds(broker_pid)))
                 if w.proc is not None and w.proc.poll() is not None:
                     raise RuntimeError(f"the soak's worker exited; see {w.log_path}")
                 await asyncio.sleep(every)
+
+        def busy(col: int, lo: float, hi: float) -> float:
+            """The process's CPU over [lo, hi), in % of one core (from the samples in it)."""
+            xs = [(t, v) for t, *vs in cpu if lo <= t < hi and (v := vs[col - 1]) is not None]
+            if len(xs) < 2 or xs[-1][0] <= xs[0][0]:
+                return float("nan")
+            return (xs[-1][1] - xs[0][1]) / (xs[-1][0] - xs[0][0]) * 100
 
         sampler = asyncio.ensure_future(sample())
         total = int(rate * seconds)
@@ -122,12 +117,10 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
                 if time.monotonic() - last_log >= 30:
                     last_log = time.monotonic()
                     s = samples[-1] if samples else (0, None, None)
-                    recent = [c for c in cpu if c[0] >= last_log - t0 - 30]
-                    bcpu = ((recent[-1][2] or 0) - (recent[0][2] or 0)) / max(recent[-1][0] - recent[0][0], 1e-3) * 100 \
-                        if len(recent) > 1 else float("nan")
-                    progress.append((round(last_log - t0), i, sum(1 for k in sent if k in recv.arrivals)))
-                    log(f"soak: {last_log - t0:.0f} s, {i:,} alerts, {sum(1 for k in sent if k in recv.arrivals):,} "
-                        f"delivered; worker {s[1] or 0:.0f} MB, broker {s[2] or 0:.0f} MB, broker CPU {bcpu:.0f} %")
+                    done = sum(1 for k in sent if k in recv.arrivals)
+                    progress.append((round(last_log - t0), i, done))
+                    log(f"soak: {last_log - t0:.0f} s, {i:,} alerts, {done:,} delivered; worker {s[1] or 0:.0f} MB, "
+                        f"broker {s[2] or 0:.0f} MB, broker CPU {busy(2, last_log - t0 - 30, last_log - t0 + 1):.0f} %")
                 await asyncio.sleep(0.01)
             await p.flush()
             deadline = time.monotonic() + 120
@@ -149,13 +142,6 @@ async def soak(minutes: float, rate: int, log: Log, tmp: Path, *, window_s: floa
     def mem(col: int, lo: float, hi: float) -> float:
         xs = [v for s in samples if lo <= s[0] < hi and (v := s[col]) is not None]
         return sum(xs) / len(xs) if xs else float("nan")
-
-    def busy(col: int, lo: float, hi: float) -> float:
-        """The process's CPU over [lo, hi), in % of one core (from the samples in it)."""
-        xs = [(t, v) for t, *vs in cpu if lo <= t < hi and (v := vs[col - 1]) is not None]
-        if len(xs) < 2 or xs[-1][0] <= xs[0][0]:
-            return float("nan")
-        return (xs[-1][1] - xs[0][1]) / (xs[-1][0] - xs[0][0]) * 100
 
     w_start, w_end = mem(1, warmup, warmup + window), mem(1, seconds - window, seconds + 1)
     wc_start, wc_end = busy(1, warmup, warmup + window), busy(1, seconds - window, seconds + 1)
