@@ -3,7 +3,7 @@ its fetch wait is raised (infra/fetchwait.py, faust_compat.starved_fetch_wait): 
 stall (#19), on the real broker.
 
 Tansu's memory storage lists a partition's every record batch on each fetch and stops listing
-when the fetch's wait runs out. 10,000 one-record batches take it longer than a 1 ms wait to
+when the fetch's wait runs out. 20,000 one-record batches (twice what starves a 1 ms wait here, for a faster machine) take it longer than a 1 ms wait to
 list, so a consumer fetching with that wait is answered with nothing while the records wait."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiokafka.consumer.fetcher import Fetcher
 from tocsin.infra import faust_compat
 from tocsin.infra.broker import EmbeddedBroker
 
-N = 10_000
+N = 20_000
 TP = TopicPartition("starve", 0)
 
 
