@@ -32,7 +32,7 @@ prometheus:
 
 # the linters first: CI runs this target, so the tree stays clean of what they find
 test: $(STAMP) browser prometheus lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check tocsin tests

@@ -270,3 +270,4 @@ async def test_no_answer_before_the_broker_acknowledges(stack: Stack, broker: An
              "payload": {"summary": "lost", "source": "x", "severity": "info"}}
     status, _, body = await post(f"{w.url}/v2/enqueue", event)
     assert status == 503 and b'"status":"unavailable"' in body
+    w.kill()  # its broker is gone for good: a graceful stop would only wait out its timeouts
