@@ -253,7 +253,9 @@ def starved_fetch_wait() -> None:
     wait, a consumer at its end was never answered again, and the worker stalled with its
     records on the broker (the soak's stall after 55,000–75,000 alerts, #19). The starved
     fetcher's wait doubles until the broker answers (and halves back after 30 s without a
-    starved response). Against Kafka no fetch is ever starved and nothing changes."""
+    starved response). Against Kafka no fetch is ever starved and nothing changes. Idle (no
+    records, none waiting) for a while, a fetcher waits longer (``FetchWait.idle_ms``): an idle
+    reader with a 10 ms wait cost the worker and the broker a fifth of a core each."""
     import time
 
     from aiokafka.consumer.fetcher import Fetcher
@@ -261,22 +263,24 @@ def starved_fetch_wait() -> None:
 
     from .fetchwait import FetchWait
 
-    def starved(fetcher: Any, assignment: Any, request: Any, since_ms: int) -> bool:
+    def verdict(fetcher: Any, assignment: Any, request: Any, since_ms: int) -> tuple[bool, bool]:
+        """(starved, idle) of the response just handled: no records with some waiting past the
+        offset fetched, or no records and none waiting; (False, False) when it had records."""
         if not assignment.active:
-            return False
+            return False, False
         lagging = False
         for topic, partitions in request.topics:
             for part in partitions:
                 tp = TopicPartition(topic, part[0])
                 if tp in fetcher._records:  # noqa: SLF001
-                    return False  # the broker answered with records
+                    return False, False  # the broker answered with records
                 state = assignment.state_value(tp)
                 if state is None or not state.has_valid_position or state.position != part[1]:
                     continue
                 # answered in this response (timestamp) with its high watermark past the offset
                 if (state.timestamp or 0) >= since_ms and (state.highwater or 0) > part[1]:
                     lagging = True
-        return lagging
+        return lagging, not lagging
 
     def make(original: Any) -> Any:
         async def _proc_fetch_request(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
@@ -285,12 +289,13 @@ def starved_fetch_wait() -> None:
             wait = self.__dict__.get("_tocsin_wait")
             if wait is None:
                 wait = self._tocsin_wait = FetchWait(self._fetch_max_wait_ms)
-            before = wait.wait_ms
-            after = wait.observe(starved(self, assignment, request, since_ms), time.monotonic())
-            if after != before:
+            raised = wait.wait_ms
+            starved, idle = verdict(self, assignment, request, since_ms)
+            after = wait.observe(starved, time.monotonic(), idle=idle)
+            if after != self._fetch_max_wait_ms:
                 self._fetch_max_wait_ms = after
-                if after > self.__dict__.get("_tocsin_peak", before):  # a new high: say it once
-                    self._tocsin_peak = after
+                if wait.wait_ms > self.__dict__.get("_tocsin_peak", raised):  # starvation's new high: say it once
+                    self._tocsin_peak = wait.wait_ms
                     log.warning("fetches came back empty with records waiting past the position (a broker "
                                 "answering only what it lists within the fetch's wait: the embedded broker as "
                                 "its partitions fill); consumer %s: fetch wait now %d ms",

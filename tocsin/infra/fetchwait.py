@@ -14,6 +14,17 @@ worker stalled with its records on the broker (the soak's stall, #19).
 ``cap_ms``); ``decay_s`` without a starved response halves it back towards the configured
 wait. A longer wait costs nothing while records flow (the broker answers as soon as a pass
 finds them); an idle consumer waits for the next pass, up to half the wait.
+An *idle* response (no records, and none waiting past the offsets fetched) is the other
+case. The readers on an alert's way fetch with a short wait (TOCSIN_FETCH_MAX_WAIT_MS, 10 ms),
+because Tansu does not answer a waiting fetch when records arrive, only at its next pass (half
+the wait left, then half of that, ...). Idle, that is a hundred fetches a second per reader,
+each encoded and decoded in Python and served by the broker: a fifth to a third of a core of
+the worker's, and as much of the broker's, for nothing (#19). ``idle_streak`` idle responses
+in a row (a quarter of a second of silence at 10 ms) raise the wait to ``idle_ms``; the first
+response with records puts it back. The first alert after a silence then waits for the
+broker's next pass, at most ``idle_ms / 2``; against Kafka, which answers a waiting fetch as
+soon as records arrive, it costs nothing.
+
 infra/faust_compat.py applies it to every aiokafka fetcher in a worker."""
 
 from __future__ import annotations
@@ -27,18 +38,25 @@ CAP_MS = 5000
 STREAK = 2
 #: seconds without a starved response before the wait is halved back
 DECAY_S = 30.0
+#: the wait of a fetcher whose partitions are idle (ms), and after how many idle responses
+IDLE_MS = 100
+IDLE_STREAK = 25
 
 
 @dataclass
 class FetchWait:
     """One fetcher's wait. ``observe`` takes each fetch response's verdict and returns the
-    wait for the next fetch (ms)."""
+    wait for the next fetch (ms). ``wait_ms`` is the wait starvation raised it to; an idle
+    fetcher waits at least ``idle_ms``."""
 
     base_ms: int
     cap_ms: int = CAP_MS
     streak: int = STREAK
     decay_s: float = DECAY_S
+    idle_ms: int = IDLE_MS
+    idle_streak: int = IDLE_STREAK
     wait_ms: int = field(init=False)
+    _idle: int = field(default=0, init=False)
     _starved: int = field(default=0, init=False)
     _since: float | None = field(default=None, init=False)  # when the wait last moved or starved
 
@@ -47,16 +65,24 @@ class FetchWait:
         self.cap_ms = max(self.base_ms, self.cap_ms)
         self.wait_ms = self.base_ms
 
-    def observe(self, starved: bool, now: float) -> int:
+    @property
+    def effective_ms(self) -> int:
+        """The wait of the next fetch: the starvation's, or the idle one once idle."""
+        return max(self.wait_ms, self.idle_ms) if self._idle >= self.idle_streak else self.wait_ms
+
+    def observe(self, starved: bool, now: float, idle: bool = False) -> int:
+        """``starved``: the response was starved; ``idle``: it had no records and none were
+        waiting (neither: it had records)."""
+        self._idle = self._idle + 1 if idle and not starved else 0
         if starved:
             self._starved += 1
             self._since = now
             if self._starved >= self.streak and self.wait_ms < self.cap_ms:
                 self.wait_ms = min(self.cap_ms, self.wait_ms * 2)
                 self._starved = 0
-            return self.wait_ms
+            return self.effective_ms
         self._starved = 0
         if self.wait_ms > self.base_ms and self._since is not None and now - self._since >= self.decay_s:
             self.wait_ms = max(self.base_ms, self.wait_ms // 2)
             self._since = now
-        return self.wait_ms
+        return self.effective_ms

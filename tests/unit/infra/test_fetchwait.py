@@ -74,3 +74,56 @@ def test_it_never_rises_without_two_starved_responses_in_a_row(verdicts: list[bo
         after = w.observe(v, 0.0)
         if after > before:
             assert v and prev[i]
+
+
+ID = "idle"  # a response with no records and none waiting
+REC = "records"
+
+
+def run(w: FetchWait, verdicts: list[str]) -> list[int]:
+    return [w.observe(False, float(i), idle=v == ID) for i, v in enumerate(verdicts)]
+
+
+@pytest.mark.parametrize(("streak", "verdicts", "waits"), [
+    # idle responses raise the wait to the idle one once there were ``idle_streak`` in a row
+    (3, [ID, ID, ID, ID], [10, 10, 100, 100]),
+    # a response with records puts it back at once
+    (3, [ID, ID, ID, REC, ID], [10, 10, 100, 10, 10]),
+    # and the count starts again
+    (2, [ID, REC, ID, ID, ID], [10, 10, 10, 100, 100]),
+    # records in between never let it rise
+    (2, [ID, REC, ID, REC, ID, REC], [10] * 6),
+])
+def test_an_idle_fetcher_waits_longer(streak: int, verdicts: list[str], waits: list[int]) -> None:
+    assert run(FetchWait(10, idle_ms=100, idle_streak=streak), verdicts) == waits
+
+
+def test_the_idle_wait_never_shortens_a_longer_one() -> None:
+    # Faust's own consumer waits 200 ms: idle changes nothing for it
+    assert run(FetchWait(200, idle_ms=100, idle_streak=2), [ID] * 5) == [200] * 5
+    # a starved fetcher raised past the idle wait keeps its raise while idle
+    w = FetchWait(10, idle_ms=100, idle_streak=2)
+    for i in range(16):
+        w.observe(True, float(i))
+    assert w.wait_ms == 2560
+    assert run(w, [ID, ID, ID]) == [2560] * 3
+
+
+def test_a_starved_response_is_not_idle() -> None:
+    w = FetchWait(10, idle_ms=100, idle_streak=2)
+    assert w.observe(False, 0, idle=True) == 10
+    assert w.observe(True, 1, idle=True) == 10  # starved: the idle count starts again
+    assert w.observe(False, 2, idle=True) == 10
+    assert w.observe(False, 3, idle=True) == 100
+
+
+@given(base=st.integers(1, 300), idle_ms=st.integers(1, 300), streak=st.integers(1, 10),
+       verdicts=st.lists(st.sampled_from([ID, REC]), max_size=80))
+def test_the_idle_wait_follows_the_last_responses(base: int, idle_ms: int, streak: int, verdicts: list[str]) -> None:
+    """Without starvation the wait is the configured one, or the longer of it and the idle one
+    exactly when the last ``streak`` responses were all idle."""
+    w = FetchWait(base, idle_ms=idle_ms, idle_streak=streak)
+    for i, wait in enumerate(run(w, verdicts)):
+        last = verdicts[max(0, i + 1 - streak):i + 1]
+        idle = len(last) == streak and all(v == ID for v in last)
+        assert wait == (max(base, idle_ms) if idle else base)
