@@ -21,9 +21,8 @@ because Tansu does not answer a waiting fetch when records arrive, only at its n
 the wait left, then half of that, ...). Idle, that is a hundred fetches a second per reader,
 each encoded and decoded in Python and served by the broker: an idle worker used 21 % of a
 core (36 % in one run) and the broker serving it 32 %, for nothing (#19); 11 % and 14 % with
-the idle wait. ``idle_streak`` idle responses
-in a row (a quarter of a second of silence at 10 ms) raise the wait to ``idle_ms``; the first
-response with records puts it back. The first alert after a silence then waits for the
+the idle wait. ``idle_streak`` idle responses in a row (a quarter of a second of silence at
+10 ms) raise the wait to ``idle_ms``; the first response with records puts it back. The first alert after a silence then waits for the
 broker's next pass, at most ``idle_ms / 2``; against Kafka, which answers a waiting fetch as
 soon as records arrive, it costs nothing.
 

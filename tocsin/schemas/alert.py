@@ -422,10 +422,10 @@ def fast_alert(data: dict[str, Any], internal: bool = False) -> AlertEvent | Non
         return None
     get = data.get
     alert_id = get("alert_id")
-    if type(alert_id) is str and _UUID_TEXT.fullmatch(alert_id):
-        alert_id = _uuid_of(alert_id)
-    elif not isinstance(alert_id, uuid.UUID):
-        return None
+    if not isinstance(alert_id, uuid.UUID):
+        alert_id = uuid_text(alert_id)
+        if alert_id is None:
+            return None
     type_ = get("type")
     if type(type_) is not str or not (type_ in KNOWN_TYPES or _TYPE_FULL.fullmatch(type_)):
         return None
@@ -446,7 +446,8 @@ def fast_alert(data: dict[str, Any], internal: bool = False) -> AlertEvent | Non
     try:
         severity = parse_severity(get("severity"))
         event_timestamp = parse_timestamp(get("event_timestamp"))
-        details = data.get("details", {}) if internal and type(data.get("details", {})) is dict else (
+        given = get("details", {})
+        details = given if internal and type(given) is dict else (
             sanitize_details(data["details"]) if "details" in data else {})
     except ValueError:
         return None
